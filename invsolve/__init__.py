@@ -1,0 +1,22 @@
+"""invsolve: scientific inverse problems in JAX.
+
+One verb, ``invsolve.solve(problem, solver, key=...) -> Solution``; forward models in
+`invsolve.problems`, methods in `invsolve.solvers`, priors in `invsolve.priors`.
+"""
+
+from . import linalg, metrics, priors, problems, solvers
+from ._driver import DeviceLoop, HostLoop
+from ._linop import AbstractLinearOperator
+from ._problem import AbstractProblem, GaussianNoise, HasForward, HasLinearOperator, LinearSystem
+from ._solution import RESULTS, Estimate, Solution, SolveError
+from ._solve import ProblemSolverIncompatible, solve
+from ._solver import AbstractOptaxSolver, AbstractSolver
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "solve", "Solution", "RESULTS", "SolveError", "ProblemSolverIncompatible", "Estimate",
+    "HostLoop", "DeviceLoop", "AbstractSolver", "AbstractOptaxSolver", "AbstractProblem",
+    "HasForward", "HasLinearOperator", "LinearSystem", "GaussianNoise", "AbstractLinearOperator",
+    "problems", "solvers", "priors", "metrics", "linalg",
+]

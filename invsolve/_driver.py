@@ -1,0 +1,236 @@
+"""Drivers run any solver's ``init / step / terminate / postprocess``.
+
+* `HostLoop`: steps in compiled chunks (``lax.scan``), returns to Python between chunks for
+  the progress bar, checkpoints and resumption. The default for interactive solves.
+* `DeviceLoop`: one ``lax.while_loop``; works under ``jit`` and ``vmap`` (and, through
+  `invsolve.linalg.linear_solve`, under ``grad`` by implicit differentiation).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._solution import RESULTS, Estimate, Solution, SolveError
+
+
+class Carry(eqx.Module):
+    state: Any
+    done: jax.Array
+    result: jax.Array
+    num_steps: jax.Array
+
+
+def _init_carry(solver, problem, key, max_steps, state=None, num_steps=0):
+    if state is None:
+        state = solver.init(problem, key)
+    done, result = solver.terminate(problem, state)
+    num_steps = jnp.asarray(num_steps, jnp.int32)
+    done = jnp.asarray(done) | (num_steps >= max_steps)
+    return Carry(state, done, jnp.asarray(result, jnp.int32), num_steps)
+
+
+def _do_step(solver, problem, carry, max_steps):
+    state, info = solver.step(problem, carry.state)
+    n = carry.num_steps + 1
+    done, result = solver.terminate(problem, state)
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in jax.tree.leaves(info)]))
+    result = jnp.where(finite, result, RESULTS.nonfinite).astype(jnp.int32)
+    done = jnp.asarray(done) | ~finite | (n >= max_steps)
+    return Carry(state, done, result, n), info
+
+
+def _info_spec(solver, problem, carry, max_steps):
+    return jax.eval_shape(lambda c: _do_step(solver, problem, c, max_steps)[1], carry)
+
+
+@eqx.filter_jit
+def _jit_init(solver, problem, key, max_steps, state, num_steps=0):
+    return _init_carry(solver, problem, key, max_steps, state, num_steps)
+
+
+@eqx.filter_jit
+def _jit_chunk(solver, problem, carry, max_steps, chunk: int):
+    spec = _info_spec(solver, problem, carry, max_steps)
+
+    def skip(c):
+        return c, jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), spec)
+
+    def body(c, _):
+        return jax.lax.cond(c.done, skip, lambda c: _do_step(solver, problem, c, max_steps), c)
+
+    return jax.lax.scan(body, carry, None, length=chunk)
+
+
+@eqx.filter_jit
+def _jit_postprocess(solver, problem, state):
+    est = solver.postprocess(problem, state)
+    return est, problem.metrics(est.value)
+
+
+# --------------------------------------------------------------------------------------
+# compile-time accounting (jax.monitoring events, summed while a solve runs)
+# --------------------------------------------------------------------------------------
+_COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
+_compile_clock = threading.local()
+_listener_installed = False
+
+
+def _on_event(name, duration, **_):
+    if name in _COMPILE_EVENTS and getattr(_compile_clock, "active", False):
+        _compile_clock.seconds += duration
+
+
+class compile_timer:
+    """Context manager: ``.seconds`` spent tracing and compiling inside the block."""
+
+    def __enter__(self):
+        global _listener_installed
+        if not _listener_installed:
+            jax.monitoring.register_event_duration_secs_listener(_on_event)
+            _listener_installed = True
+        self._outer = (getattr(_compile_clock, "active", False), getattr(_compile_clock, "seconds", 0.0))
+        _compile_clock.active, _compile_clock.seconds = True, 0.0
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = _compile_clock.seconds
+        active, outer = self._outer
+        _compile_clock.active, _compile_clock.seconds = active, outer + (self.seconds if active else 0.0)
+
+
+def _finish(problem, solver, carry, history, stats, throw, host: bool):
+    if host:
+        est, metrics = _jit_postprocess(solver, problem, carry.state)
+    else:
+        est = solver.postprocess(problem, carry.state)
+        metrics = problem.metrics(est.value)
+    result = carry.result
+    if host:
+        result = RESULTS(int(result))
+        if throw and result != RESULTS.successful:
+            raise SolveError(
+                f"{type(solver).__name__} on {type(problem).__name__} stopped after "
+                f"{int(carry.num_steps)} steps: {result.message}."
+            )
+    elif throw:
+        msg = "solve did not succeed (result code != RESULTS.successful); pass throw=False to inspect it"
+        est = eqx.tree_at(lambda e: e.value, est, eqx.error_if(est.value, result != 0, msg))
+    return Solution(
+        value=est.value, result=result, history=history, stats=stats, metrics=metrics,
+        std=est.std, samples=est.samples, state=carry.state,
+    )
+
+
+class HostLoop(eqx.Module):
+    """Run a solver in compiled chunks of ``chunk_size`` steps with Python in between.
+
+    Args:
+        chunk_size: steps per compiled ``lax.scan`` call.
+        progress: show a tqdm bar with the latest loss/residual (None: only on a terminal).
+        checkpoint: path of an ``.npz`` file. Written every ``checkpoint_every`` chunks; if it
+            exists when the solve starts (with the same structure), the solve resumes from it.
+        checkpoint_every: chunks between checkpoints.
+        callback: ``callback(num_steps, info)`` after each chunk, ``info`` the last step's
+            diagnostics (floats); for logging, or to stop a run by raising.
+    """
+
+    chunk_size: int = 100
+    progress: bool | None = None
+    checkpoint: str | os.PathLike | None = None
+    checkpoint_every: int = 1
+    callback: Callable | None = None
+
+    def __check_init__(self):
+        if int(self.chunk_size) < 1 or int(self.checkpoint_every) < 1:
+            raise ValueError("HostLoop: chunk_size and checkpoint_every must be positive integers.")
+
+    def run(self, solver, problem, key, max_steps: int, state, throw: bool) -> Solution:
+        from .io import load_checkpoint, save_checkpoint
+
+        t0 = time.perf_counter()
+        max_steps_arr = jnp.asarray(max_steps, jnp.int32)
+        history: dict[str, list] = {}
+        with compile_timer() as ct:
+            carry = _jit_init(solver, problem, key, max_steps_arr, state)
+            if self.checkpoint is not None and os.path.exists(self.checkpoint):
+                saved, history = load_checkpoint(self.checkpoint, carry)
+                carry = _jit_init(solver, problem, key, max_steps_arr, saved.state, saved.num_steps)
+            show = self.progress if self.progress is not None else sys.stderr.isatty()
+            bar = None
+            if show:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=max_steps, initial=int(carry.num_steps), desc=type(solver).__name__,
+                           dynamic_ncols=True)
+            chunks = 0
+            try:
+                while not bool(carry.done):
+                    before = int(carry.num_steps)
+                    carry, infos = _jit_chunk(solver, problem, carry, max_steps_arr, int(self.chunk_size))
+                    k = int(carry.num_steps) - before
+                    infos = jax.device_get(infos)
+                    for name, v in infos.items():
+                        history.setdefault(name, []).append(np.asarray(v[:k]))
+                    last = {name: float(np.asarray(v[k - 1])) for name, v in infos.items()} if k else {}
+                    chunks += 1
+                    if bar is not None:
+                        bar.update(k)
+                        bar.set_postfix({n: f"{v:.3e}" for n, v in last.items()}, refresh=False)
+                    if self.checkpoint is not None and (chunks % int(self.checkpoint_every) == 0 or bool(carry.done)):
+                        save_checkpoint(self.checkpoint, carry, history)
+                    if self.callback is not None:
+                        self.callback(int(carry.num_steps), last)
+            finally:
+                if bar is not None:
+                    bar.close()
+            hist = {n: np.concatenate(v) if v else np.zeros((0,)) for n, v in history.items()}
+            stats = {"num_steps": int(carry.num_steps)}
+            sol = _finish(problem, solver, carry, hist, stats, throw, host=True)
+        jax.block_until_ready(sol.value)
+        sol.stats["wall_time_s"] = time.perf_counter() - t0
+        sol.stats["compile_time_s"] = ct.seconds
+        return sol
+
+
+class DeviceLoop(eqx.Module):
+    """Run a solver in one ``lax.while_loop``: usable inside ``jit`` and ``vmap``.
+
+    History arrays have length ``max_steps`` and are NaN after ``stats["num_steps"]``;
+    ``history=False`` drops them (inner solves inside forward models).
+    """
+
+    history: bool = True
+
+    def run(self, solver, problem, key, max_steps: int, state, throw: bool) -> Solution:
+        carry = _init_carry(solver, problem, key, max_steps, state)
+        if self.history:
+            spec = _info_spec(solver, problem, carry, max_steps)
+            hist = jax.tree.map(lambda s: jnp.full((max_steps, *s.shape), jnp.nan, s.dtype), spec)
+        else:
+            hist = {}
+
+        def cond(c):
+            return ~c[0].done
+
+        def body(c):
+            carry, hist = c
+            new, info = _do_step(solver, problem, carry, max_steps)
+            if self.history:
+                hist = jax.tree.map(lambda h, v: h.at[carry.num_steps].set(v), hist, info)
+            return new, hist
+
+        carry, hist = jax.lax.while_loop(cond, body, (carry, hist))
+        return _finish(problem, solver, carry, hist, {"num_steps": carry.num_steps}, throw, host=False)

@@ -1,0 +1,111 @@
+"""Problems: physics + data, as immutable pytrees, with capabilities that solvers ask for.
+
+A solver declares the capabilities it needs in ``requires``; `invsolve.solve` checks them
+with ``isinstance`` before anything is traced, so a mismatch fails with a clear message.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from ._linop import AbstractLinearOperator
+
+
+class GaussianNoise(eqx.Module):
+    """Additive i.i.d. Gaussian noise with standard deviation ``sigma`` (data units)."""
+
+    sigma: jax.Array = eqx.field(converter=jnp.asarray)
+
+    def neg_log_likelihood(self, prediction, y):
+        """0.5 * sum(((prediction - y) / sigma)**2), up to a constant."""
+        r = (prediction - y) / self.sigma
+        return 0.5 * jnp.sum(r * r)
+
+
+class AbstractProblem(eqx.Module):
+    """Base of every problem. ``y_obs`` are the data, ``x_true`` the ground truth or None."""
+
+    # Subclasses provide (as fields or properties): ``y_obs`` and ``x_true``.
+
+    def metrics(self, value) -> dict:
+        """Errors of an estimate against ``x_true`` (empty when the truth is unknown)."""
+        if self.x_true is None:
+            return {}
+        from .metrics import rel_l2
+
+        return {"rel_l2": rel_l2(value, self.x_true)}
+
+
+class HasForward(AbstractProblem):
+    """A problem with a differentiable forward model ``y = forward(theta) + noise``.
+
+    ``theta`` is the unconstrained unknown that solvers optimise; ``constrain(theta)`` maps
+    it to the physical unknown (e.g. ``exp`` for a positive coefficient).
+    """
+
+    # Subclasses provide ``noise`` (e.g. `GaussianNoise`).
+
+    @abc.abstractmethod
+    def forward(self, theta):
+        """The predicted observations for unknown ``theta``; pure, jit/grad/vmap-safe."""
+
+    @abc.abstractmethod
+    def init_params(self):
+        """The starting point for iterative solvers (unconstrained)."""
+
+    def constrain(self, theta):
+        return theta
+
+    def neg_log_likelihood(self, theta):
+        return self.noise.neg_log_likelihood(self.forward(theta), self.y_obs)
+
+
+class HasLinearOperator(HasForward):
+    """A problem whose forward model is a linear operator: ``forward(x) = operator.mv(x)``."""
+
+    @abc.abstractmethod
+    def operator(self) -> AbstractLinearOperator:
+        ...
+
+    def forward(self, theta):
+        return self.operator().mv(theta)
+
+    def init_params(self):
+        return jnp.zeros(self.operator().in_shape, self.operator().dtype)
+
+
+class LinearSystem(HasLinearOperator):
+    """Solve ``A x = b`` for ``x``: the problem Krylov solvers take.
+
+    Attributes:
+        A: the linear operator; ``A.in_shape == b.shape``.
+        b: right-hand side.
+        x_true: optional reference solution for metrics.
+    """
+
+    A: AbstractLinearOperator
+    b: jax.Array
+    x_true: Any = None
+
+    def __check_init__(self):
+        if tuple(self.b.shape) != tuple(self.A.out_shape):
+            raise ValueError(
+                f"LinearSystem: the right-hand side has shape {tuple(self.b.shape)} but the "
+                f"operator maps to shape {tuple(self.A.out_shape)}; pass b of that shape."
+            )
+
+    @property
+    def y_obs(self):
+        return self.b
+
+    @property
+    def noise(self):
+        return GaussianNoise(1.0)
+
+    def operator(self):
+        return self.A

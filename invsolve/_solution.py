@@ -1,0 +1,72 @@
+"""Result codes and the `Solution` returned by `invsolve.solve`."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import equinox as eqx
+
+
+class RESULTS(enum.IntEnum):
+    """Why a solve stopped. Stored as an int32 code inside compiled loops."""
+
+    successful = 0
+    max_steps_reached = 1
+    nonfinite = 2
+    breakdown = 3
+
+    def __str__(self) -> str:
+        return f"RESULTS.{self.name}"
+
+    __repr__ = __str__
+
+    @property
+    def message(self) -> str:
+        return _MESSAGES[self]
+
+
+_MESSAGES = {
+    RESULTS.successful: "the solve succeeded",
+    RESULTS.max_steps_reached: "the solver did not reach its tolerance within max_steps "
+    "(raise max_steps, loosen the tolerance, or pass throw=False to get the last iterate)",
+    RESULTS.nonfinite: "a NaN or infinity appeared in the iterates (lower the step size, "
+    "check the data for non-finite values)",
+    RESULTS.breakdown: "the method broke down (for CG: the operator is not positive "
+    "definite on the Krylov space)",
+}
+
+
+class SolveError(RuntimeError):
+    """Raised by `solve(..., throw=True)` when the result is not `RESULTS.successful`."""
+
+
+class Estimate(eqx.Module):
+    """What a solver's `postprocess` returns: the point estimate and, for samplers, spread."""
+
+    value: Any
+    std: Any = None
+    samples: Any = None
+
+
+class Solution(eqx.Module):
+    """The outcome of `invsolve.solve`.
+
+    Attributes:
+        value: the estimate of the unknown, in physical units (pytree of arrays).
+        result: a `RESULTS` member (host driver) or an int32 array of codes (device driver).
+        history: per-step diagnostics, e.g. ``{"loss": (num_steps,), "residual": ...}``.
+        stats: ``num_steps``; the host driver adds ``wall_time_s`` and ``compile_time_s``.
+        metrics: errors against the ground truth when the problem knows it (``rel_l2``, ...).
+        std, samples: posterior spread, for sampling solvers; otherwise ``None``.
+        state: the final solver state (pass it back as ``solve(..., state=...)`` to continue).
+    """
+
+    value: Any
+    result: Any
+    history: dict
+    stats: dict
+    metrics: dict
+    std: Any = None
+    samples: Any = None
+    state: Any = None

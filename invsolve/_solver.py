@@ -1,0 +1,150 @@
+"""Solver objects: ``init / step / terminate / postprocess``, run by one driver."""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+from typing import Any, ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ._solution import RESULTS, Estimate
+
+
+class AbstractSolver(eqx.Module):
+    """An iterative method. The driver calls, in order::
+
+        state = init(problem, key)
+        while not terminate(problem, state)[0] and steps < max_steps:
+            state, info = step(problem, state)       # info: dict of scalars -> history
+        estimate = postprocess(problem, state)
+
+    ``requires`` lists the problem capabilities (classes) the method needs; ``needs_key``
+    says whether it is stochastic. ``terminate`` returns ``(done, result)`` where ``result``
+    is the code to report if the solve stopped now (so a method with no tolerance reports
+    ``successful`` when it runs out of steps).
+    """
+
+    requires: ClassVar[tuple[type, ...]] = ()
+    needs_key: ClassVar[bool] = False
+
+    def prepare(self, problem) -> "AbstractSolver":
+        """Host-side set-up before tracing (default: nothing)."""
+        return self
+
+    def default_max_steps(self, problem) -> int:
+        return 10_000
+
+    @abc.abstractmethod
+    def init(self, problem, key) -> Any: ...
+
+    @abc.abstractmethod
+    def step(self, problem, state) -> tuple[Any, dict]: ...
+
+    @abc.abstractmethod
+    def terminate(self, problem, state) -> tuple[jax.Array, jax.Array]: ...
+
+    @abc.abstractmethod
+    def postprocess(self, problem, state) -> Estimate: ...
+
+
+def check_nonneg(name: str, value, *, integer: bool = False, allow_none: bool = True):
+    """Validate a solver hyper-parameter at construction, with a clear message."""
+    if (value is None and allow_none) or isinstance(value, jax.core.Tracer):
+        return
+    try:
+        v = float(value) if not integer else int(value)
+        ok = np.isfinite(v) and v >= 0 and (not integer or v == value)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        kind = "a non-negative integer" if integer else "a non-negative finite number"
+        raise ValueError(f"{name} must be {kind}, got {value!r}.")
+
+
+# --------------------------------------------------------------------------------------
+# optax optimizers as hashable static fields
+# --------------------------------------------------------------------------------------
+class KeyedOptimizer:
+    """An optax ``GradientTransformation`` that compares equal to any other optimizer with
+    the same computation (same jaxpr and constants for the given parameter structure).
+
+    Optax optimizers are closures, so ``optax.adam(1e-3)`` built twice gives two unequal
+    objects and a jitted solve would recompile. `AbstractOptaxSolver.prepare` wraps the
+    optimizer in this class, keyed on its traced computation, so the compiled solve is
+    reused whenever the optimizer is the same computation.
+    """
+
+    def __init__(self, optimizer: optax.GradientTransformationExtraArgs, key: str):
+        self.optimizer = optimizer
+        self.key = key
+
+    def init(self, params):
+        return self.optimizer.init(params)
+
+    def update(self, updates, state, params=None, **extra):
+        return self.optimizer.update(updates, state, params, **extra)
+
+    def __eq__(self, other):
+        return isinstance(other, KeyedOptimizer) and other.key == self.key
+
+    def __hash__(self):
+        return hash(self.key)
+
+    def __repr__(self):
+        return f"KeyedOptimizer({self.key[:12]})"
+
+
+def _digest_closed_jaxpr(h, closed):
+    h.update(str(closed.jaxpr).encode())
+    for c in closed.consts:
+        a = np.asarray(c)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+
+
+def key_optimizer(optimizer, params) -> KeyedOptimizer:
+    """Wrap ``optimizer`` for ``params`` (a pytree of arrays or ShapeDtypeStructs)."""
+    if isinstance(optimizer, KeyedOptimizer):
+        return optimizer
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(
+            "optimizer must be an optax GradientTransformation such as optax.adam(1e-2), "
+            f"got {type(optimizer).__name__}."
+        )
+    opt = optax.with_extra_args_support(optimizer)
+    spec = jax.tree.map(lambda p: jax.ShapeDtypeStruct(jnp.shape(p), jnp.result_type(p)), params)
+    state_spec = jax.eval_shape(opt.init, spec)
+
+    def probe_value_fn(p):
+        return sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(p))
+
+    def probe_update(g, s, p, v):
+        return opt.update(g, s, p, value=v, grad=g, value_fn=probe_value_fn)
+
+    h = hashlib.sha256()
+    try:
+        _digest_closed_jaxpr(h, jax.make_jaxpr(opt.init)(spec))
+        v = jax.ShapeDtypeStruct((), jnp.result_type(*jax.tree.leaves(spec)))
+        _digest_closed_jaxpr(h, jax.make_jaxpr(probe_update)(spec, state_spec, spec, v))
+        key = h.hexdigest()
+    except Exception:  # an exotic optimizer we cannot trace abstractly: key on identity
+        key = f"id:{id(optimizer)}"
+    return KeyedOptimizer(opt, key)
+
+
+class AbstractOptaxSolver(AbstractSolver):
+    """A solver that takes an optax ``GradientTransformation`` in its ``optimizer`` field."""
+
+    optimizer: eqx.AbstractVar[Any]
+
+    def prepare(self, problem):
+        params = jax.eval_shape(self.init_params, problem)
+        return eqx.tree_at(lambda s: s.optimizer, self, key_optimizer(self.optimizer, params))
+
+    @abc.abstractmethod
+    def init_params(self, problem): ...

@@ -1,0 +1,41 @@
+"""Differentiable linear solves for use inside forward models."""
+
+from __future__ import annotations
+
+import jax
+
+from ._driver import DeviceLoop
+from ._problem import LinearSystem
+
+
+def linear_solve(A, b, solver=None):
+    """``x = A^{-1} b``, differentiable in ``b`` and in the arrays of ``A`` by implicit
+    differentiation: the reverse pass is one more solve with ``A^T`` (``A`` itself when
+    symmetric); no iteration is stored, so memory does not grow with the iteration count.
+
+    Args:
+        A: a linear operator (e.g. `invsolve.problems.poisson.operator`).
+        b: right-hand side of shape ``A.in_shape``.
+        solver: a Krylov solver object; default multigrid-preconditioned CG for operators
+            that can be coarsened, else CG, at ``rtol=1e-10`` (float64) / ``1e-5`` (float32).
+    """
+    from .solvers import CG, PCG, Multigrid
+
+    if solver is None:
+        rtol = 1e-10 if A.dtype == jax.numpy.float64 else 1e-5
+        can_mg = hasattr(A, "coarsen") and any(n % 2 == 0 for n in A.shape)
+        solver = PCG(Multigrid(), rtol=rtol) if can_mg else CG(rtol=rtol)
+
+    def _solve_with(op):
+        def run(_matvec, rhs):
+            op_ = jax.lax.stop_gradient(op)
+            from ._solve import solve
+
+            return solve(LinearSystem(op_, rhs), solver, driver=DeviceLoop(history=False), throw=False).value
+
+        return run
+
+    At = A if A.symmetric else A.transpose()
+    return jax.lax.custom_linear_solve(
+        A.mv, b, solve=_solve_with(A), transpose_solve=_solve_with(At), symmetric=A.symmetric
+    )

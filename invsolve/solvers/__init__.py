@@ -1,0 +1,7 @@
+"""Solvers: interchangeable methods, each an `AbstractSolver` run by `invsolve.solve`."""
+
+from .krylov import CG, PCG, Identity, Jacobi, AbstractPreconditioner
+from .map import GradientMAP
+from .multigrid import Multigrid
+
+__all__ = ["CG", "PCG", "Identity", "Jacobi", "AbstractPreconditioner", "Multigrid", "GradientMAP"]

@@ -1,0 +1,97 @@
+"""Maximum a posteriori estimation by gradient descent through the forward model."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+
+from .._problem import HasForward
+from .._solution import RESULTS, Estimate
+from .._solver import AbstractOptaxSolver, check_nonneg
+from ..priors import AbstractPrior
+
+
+class MAPState(eqx.Module):
+    theta: Any
+    opt_state: Any
+    loss: jax.Array
+    grad_norm: jax.Array
+    grad_norm0: jax.Array
+
+
+def _tree_norm(t):
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(t)))
+
+
+class GradientMAP(AbstractOptaxSolver):
+    """Minimise ``-log p(y | theta) - log p(theta)`` with an optax optimizer.
+
+    The objective is ``problem.neg_log_likelihood(theta) + prior(theta)`` (for Gaussian noise
+    ``0.5 ||(forward(theta) - y) / sigma||^2 + R(theta)``), differentiated with ``jax.grad``
+    through the forward model (linear solves inside it are differentiated implicitly).
+    Works for ``optax.lbfgs`` too: ``value``, ``grad`` and ``value_fn`` are passed to
+    ``update``.
+
+    Args:
+        optimizer: an optax ``GradientTransformation``, e.g. ``optax.adam(1e-2)``.
+        prior: an `invsolve.priors` prior on ``theta`` (None: maximum likelihood).
+        max_steps: optimizer steps (default 1000).
+        gtol: stop when ``||grad|| <= gtol * ||grad_0||``; None runs all ``max_steps`` and
+            reports success.
+    History: ``loss`` (objective before each step), ``grad_norm``.
+    """
+
+    requires: ClassVar = (HasForward,)
+    optimizer: Any
+    prior: AbstractPrior | None = None
+    max_steps: int | None = 1000
+    gtol: float | None = None
+
+    def __check_init__(self):
+        check_nonneg("GradientMAP max_steps", self.max_steps, integer=True)
+        check_nonneg("GradientMAP gtol", self.gtol)
+        if not isinstance(self.optimizer, optax.GradientTransformation) and not hasattr(self.optimizer, "update"):
+            raise TypeError(
+                "GradientMAP optimizer must be an optax GradientTransformation, e.g. optax.adam(1e-2); "
+                f"got {self.optimizer!r}."
+            )
+
+    def init_params(self, problem):
+        return problem.init_params()
+
+    def _objective(self, problem):
+        def f(theta):
+            loss = problem.neg_log_likelihood(theta)
+            if self.prior is not None:
+                loss = loss + self.prior(theta)
+            return loss
+
+        return f
+
+    def init(self, problem, key=None):
+        theta = self.init_params(problem)
+        dtype = jnp.result_type(*jax.tree.leaves(theta))
+        inf = jnp.full((), jnp.inf, dtype)
+        return MAPState(theta, self.optimizer.init(theta), inf, inf, inf)
+
+    def step(self, problem, s):
+        f = self._objective(problem)
+        loss, grad = jax.value_and_grad(f)(s.theta)
+        updates, opt_state = self.optimizer.update(grad, s.opt_state, s.theta, value=loss, grad=grad, value_fn=f)
+        theta = optax.apply_updates(s.theta, updates)
+        gnorm = _tree_norm(grad).astype(loss.dtype)
+        g0 = jnp.where(jnp.isinf(s.grad_norm0), gnorm, s.grad_norm0)
+        return MAPState(theta, opt_state, loss, gnorm, g0), {"loss": loss, "grad_norm": gnorm}
+
+    def terminate(self, problem, s):
+        if self.gtol is None:
+            return jnp.array(False), jnp.array(RESULTS.successful, jnp.int32)
+        done = s.grad_norm <= self.gtol * s.grad_norm0
+        return done, jnp.where(done, RESULTS.successful, RESULTS.max_steps_reached).astype(jnp.int32)
+
+    def postprocess(self, problem, s):
+        return Estimate(problem.constrain(s.theta))
