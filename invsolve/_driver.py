@@ -21,6 +21,12 @@ import numpy as np
 
 from ._solution import RESULTS, Estimate, Solution, SolveError
 
+try:  # keeps weak types, which the public convert_element_type cannot
+    from jax._src.lax.lax import _convert_element_type
+except ImportError:  # pragma: no cover
+    def _convert_element_type(x, dtype, weak_type):
+        return jax.lax.convert_element_type(x, dtype)
+
 
 class Carry(eqx.Module):
     state: Any
@@ -29,9 +35,17 @@ class Carry(eqx.Module):
     num_steps: jax.Array
 
 
+def _match_step_types(solver, problem, state):
+    """Cast the initial state to the types ``step`` returns (weak types included), so a
+    chunked solve compiles once; third-party states (optax's) are not always consistent."""
+    spec = jax.eval_shape(lambda s: solver.step(problem, s)[0], state)
+    return jax.tree.map(lambda x, s: _convert_element_type(x, s.dtype, s.weak_type), state, spec)
+
+
 def _init_carry(solver, problem, key, max_steps, state=None, num_steps=0):
     if state is None:
         state = solver.init(problem, key)
+    state = _match_step_types(solver, problem, state)
     done, result = solver.terminate(problem, state)
     num_steps = jnp.asarray(num_steps, jnp.int32)
     done = jnp.asarray(done) | (num_steps >= max_steps)
@@ -43,7 +57,9 @@ def _do_step(solver, problem, carry, max_steps):
     n = carry.num_steps + 1
     done, result = solver.terminate(problem, state)
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in jax.tree.leaves(info)]))
-    result = jnp.where(finite, result, RESULTS.nonfinite).astype(jnp.int32)
+    # a failure the solver diagnosed itself (e.g. breakdown) is more informative than NaN
+    solver_failed = result > RESULTS.max_steps_reached
+    result = jnp.where(finite | solver_failed, result, RESULTS.nonfinite).astype(jnp.int32)
     done = jnp.asarray(done) | ~finite | (n >= max_steps)
     return Carry(state, done, result, n), info
 
@@ -161,7 +177,7 @@ class HostLoop(eqx.Module):
         from .io import load_checkpoint, save_checkpoint
 
         t0 = time.perf_counter()
-        max_steps_arr = jnp.asarray(max_steps, jnp.int32)
+        max_steps_arr = np.asarray(max_steps, np.int32)  # no device op, no tiny compile
         history: dict[str, list] = {}
         with compile_timer() as ct:
             carry = _jit_init(solver, problem, key, max_steps_arr, state)

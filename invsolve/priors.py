@@ -31,7 +31,8 @@ class Tikhonov(AbstractPrior):
     """Quadratic prior ``alpha/2 * ||L x||^2``.
 
     ``order=0``: ``L = I`` (small values); ``order=1``: ``L`` = forward differences
-    (smoothness, the H1 semi-norm on a grid).
+    (smoothness, the H1 semi-norm on a grid); ``order=2``: ``L`` = the 5/7-point Laplacian
+    with reflecting edges (curvature, the H2 semi-norm).
     """
 
     alpha: jax.Array = eqx.field(converter=jnp.asarray)
@@ -39,13 +40,17 @@ class Tikhonov(AbstractPrior):
 
     def __check_init__(self):
         check_nonneg("Tikhonov alpha", self.alpha, allow_none=False)
-        if self.order not in (0, 1):
-            raise ValueError(f"Tikhonov order must be 0 or 1, got {self.order!r}.")
+        if self.order not in (0, 1, 2):
+            raise ValueError(f"Tikhonov order must be 0, 1 or 2, got {self.order!r}.")
 
     def log_density_neg(self, x):
         if self.order == 0:
             return 0.5 * self.alpha * jnp.sum(x * x)
-        return 0.5 * self.alpha * sum(jnp.sum(d * d) for d in _forward_differences(x))
+        if self.order == 1:
+            return 0.5 * self.alpha * sum(jnp.sum(d * d) for d in _forward_differences(x))
+        lap = sum(jnp.diff(jnp.pad(x, [(1, 1) if b == a else (0, 0) for b in range(x.ndim)], mode="edge"), 2, axis=a)
+                  for a in range(x.ndim))
+        return 0.5 * self.alpha * jnp.sum(lap * lap)
 
 
 class TV(AbstractPrior):

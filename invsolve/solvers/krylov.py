@@ -125,7 +125,7 @@ class _AbstractCG(AbstractSolver):
         broke = ~s.curvature_ok
         result = jnp.where(converged, RESULTS.successful,
                            jnp.where(broke, RESULTS.breakdown, RESULTS.max_steps_reached))
-        return converged | broke, result
+        return converged | broke, result.astype(jnp.int32)
 
     def postprocess(self, problem, s):
         return Estimate(s.x)

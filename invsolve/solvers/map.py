@@ -90,7 +90,7 @@ class GradientMAP(AbstractOptaxSolver):
     def terminate(self, problem, s):
         if self.gtol is None:
             return jnp.array(False), jnp.array(RESULTS.successful, jnp.int32)
-        done = s.grad_norm <= self.gtol * s.grad_norm0
+        done = jnp.isfinite(s.grad_norm0) & (s.grad_norm <= self.gtol * s.grad_norm0)
         return done, jnp.where(done, RESULTS.successful, RESULTS.max_steps_reached).astype(jnp.int32)
 
     def postprocess(self, problem, s):

@@ -35,6 +35,30 @@ def _prolong_axis(c, axis, lo_sign, hi_sign):
     return fine.reshape(c.shape[:axis] + (2 * n,) + c.shape[axis + 1:])
 
 
+def _restrict_axis(f, axis, lo_sign, hi_sign):
+    """The transpose of `_prolong_axis`: half the cells along ``axis``.
+
+    Coarse cell ``i`` collects ``3/4`` of its two fine cells ``2i, 2i+1`` and ``1/4`` of the
+    outer neighbours ``2i-1, 2i+2``; at a wall the ghost weight ``sign/4`` falls back on the
+    edge cell."""
+    m = f.shape[axis] // 2
+    pairs = f.reshape(f.shape[:axis] + (m, 2) + f.shape[axis + 1:])
+    even = jax.lax.index_in_dim(pairs, 0, axis + 1, keepdims=False)
+    odd = jax.lax.index_in_dim(pairs, 1, axis + 1, keepdims=False)
+    left = jnp.concatenate(
+        [lo_sign * jax.lax.slice_in_dim(even, 0, 1, axis=axis), jax.lax.slice_in_dim(odd, 0, m - 1, axis=axis)],
+        axis=axis)
+    right = jnp.concatenate(
+        [jax.lax.slice_in_dim(even, 1, m, axis=axis), hi_sign * jax.lax.slice_in_dim(odd, m - 1, m, axis=axis)],
+        axis=axis)
+    return 0.75 * (even + odd) + 0.25 * (left + right)
+
+
+def _ghost_signs(A, axis):
+    """Ghost-value signs beyond the low and high wall: -1 Dirichlet, +1 Neumann."""
+    return tuple(-1.0 if A.bc[2 * axis + k] == "dirichlet" else 1.0 for k in (0, 1))
+
+
 class _Level(eqx.Module):
     A: eqx.Module
     inv_diag: jax.Array
@@ -42,7 +66,16 @@ class _Level(eqx.Module):
 
 
 class MultigridHierarchy(eqx.Module):
-    """One V-cycle ``M r ~ A^{-1} r`` (a pytree of the level operators)."""
+    """One V-cycle ``M r ~ A^{-1} r`` (a pytree of the level operators).
+
+    Performance note (XLA on CPU): XLA fuses element-wise producers into consumers that read
+    them at several offsets and then recomputes the producer for every read. A stencil
+    consuming a stencil (one smoothing sweep after another, the restriction of a residual)
+    would then cost 7x-64x its own work. So the sweeps of each level run in a
+    ``lax.fori_loop`` whose carry is materialised between sweeps, and the residual handed to
+    the restriction is a loop output too; the restriction is written directly (not with
+    ``jax.linear_transpose``, which produced slow pad/scatter-like code).
+    """
 
     levels: tuple[_Level, ...]
     coarse_inverse: jax.Array
@@ -51,30 +84,63 @@ class MultigridHierarchy(eqx.Module):
 
     def _prolong(self, A_fine, c):
         for a in range(c.ndim):
-            lo = -1.0 if A_fine.bc[2 * a] == "dirichlet" else 1.0
-            hi = -1.0 if A_fine.bc[2 * a + 1] == "dirichlet" else 1.0
-            c = _prolong_axis(c, a, lo, hi)
+            c = _prolong_axis(c, a, *_ghost_signs(A_fine, a))
         if A_fine.solid is not None:
             c = jnp.where(A_fine.solid, 0.0, c)
         return c
 
     def _restrict(self, A_fine, r, coarse_shape):
-        spec = jax.ShapeDtypeStruct(coarse_shape, r.dtype)
-        (rc,) = jax.linear_transpose(lambda c: self._prolong(A_fine, c), spec)(r)
-        return rc / 2 ** r.ndim
+        """``P^T r / 2^d`` with ``P`` = `_prolong` (the axes in reverse order, as a transpose)."""
+        if A_fine.solid is not None:
+            r = jnp.where(A_fine.solid, 0.0, r)
+        for a in reversed(range(r.ndim)):
+            r = _restrict_axis(r, a, *_ghost_signs(A_fine, a))
+        assert r.shape == tuple(coarse_shape)
+        return r / 2 ** r.ndim
+
+    @staticmethod
+    def _sweep(lvl, x, b, mask):
+        """Gauss-Seidel update of the cells in ``mask`` (one colour: they do not couple)."""
+        return jnp.where(mask, x + lvl.inv_diag * (b - lvl.A.mv(x)), x)
 
     def _smooth(self, lvl, x, b, colors):
-        for color in colors:
-            mask = lvl.red if color else ~lvl.red
-            x = jnp.where(mask, x + lvl.inv_diag * (b - lvl.A.mv(x)), x)
-        return x
+        """Red (True) / black (False) sweeps in the order of ``colors``."""
+        if not colors:
+            return x
+        first = bool(colors[0])
+        if any(bool(c) != ((k % 2 == 0) == first) for k, c in enumerate(colors)):  # not alternating
+            for color in colors:
+                x = self._sweep(lvl, x, b, lvl.red if color else ~lvl.red)
+            return x
+
+        def body(k, x):
+            return self._sweep(lvl, x, b, lvl.red == ((k % 2 == 0) == first))
+
+        return jax.lax.fori_loop(0, len(colors), body, x)
+
+    def _pre_smooth_residual(self, lvl, b):
+        """Pre-smoothing from ``x = 0`` (red, black, red, ...), then ``r = b - A x``.
+
+        The first red sweep from zero is ``inv_diag * b`` on red cells. Each loop step
+        computes ``b - A x`` once and uses it both for its sweep and as the residual it
+        carries; the last step updates no cell, so its residual is that of the final ``x``.
+        """
+        n = 2 * self.pre_smooth - 1  # sweeps after the first
+        x = jnp.where(lvl.red, lvl.inv_diag * b, 0.0)
+
+        def body(k, carry):
+            x, _ = carry
+            r = b - lvl.A.mv(x)
+            mask = (lvl.red == (k % 2 == 1)) & (k < n)  # black, red, ..., then none
+            return jnp.where(mask, x + lvl.inv_diag * r, x), r
+
+        return jax.lax.fori_loop(0, n + 1, body, (x, jnp.zeros_like(b)))
 
     def _cycle(self, i, b):
         if i == len(self.levels):
             return (self.coarse_inverse @ b.ravel()).reshape(b.shape)
         lvl = self.levels[i]
-        x = self._smooth(lvl, jnp.zeros_like(b), b, (True, False) * self.pre_smooth)
-        r = b - lvl.A.mv(x)
+        x, r = self._pre_smooth_residual(lvl, b)
         coarse_shape = tuple(n // 2 for n in b.shape)
         e = self._cycle(i + 1, self._restrict(lvl.A, r, coarse_shape))
         x = x + self._prolong(lvl.A, e)

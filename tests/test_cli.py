@@ -1,0 +1,41 @@
+"""The command line: list, run, errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from invsolve import cli
+
+
+def test_list(capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "poisson-inverse" in out and "poisson-kappa" in out
+
+
+def test_unknown_experiment_exits_nonzero_and_lists_known_ones():
+    proc = subprocess.run([sys.executable, "-m", "invsolve.cli", "run", "no-such-thing"],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "unknown experiment 'no-such-thing'" in proc.stderr
+    assert "poisson-inverse" in proc.stderr and "poisson-kappa" in proc.stderr
+
+
+def test_run_writes_metrics_solution_and_figures(tmp_path, capsys):
+    out = tmp_path / "kappa"
+    assert cli.main(["run", "poisson-kappa", "--quick", "--out", os.fspath(out), "--seed", "1"]) == 0
+    record = json.loads((out / "metrics.json").read_text())
+    for key in ("experiment", "quick", "seed", "metrics", "paper", "wall_time_s", "stats", "versions", "device"):
+        assert key in record
+    assert record["experiment"] == "poisson-kappa" and record["quick"] is True and record["seed"] == 1
+    assert 0 < record["metrics"]["rel_l2"] < 0.3
+    assert {"num_steps", "wall_time_s", "compile_time_s"} <= set(record["stats"])
+    assert record["versions"]["jax"] and record["device"]["platform"] == "cpu"
+    with np.load(out / "solution.npz") as z:
+        assert z["value"].shape == (32, 32) and z["field/truth"].shape == (32, 32)
+        assert z["history/loss"].shape == (record["stats"]["num_steps"],)
+    for png in ("fields.png", "history.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,53 @@
+"""Every solver x every problem: capability check, and a state that does not change type
+between init and step (else every solve compiles twice)."""
+
+import jax
+import jax.numpy as jnp
+import optax
+import pytest
+
+import invsolve as inv
+from invsolve.problems import poisson
+from helpers import count_compilations
+
+PROBLEMS = {
+    "linear-system": lambda: poisson.linear_system(poisson.operator((8, 8), kappa=2.0), jnp.ones((8, 8))),
+    "source": lambda: poisson.source_identification((8, 8), 10, 0.01, key=jax.random.key(0)),
+    "kappa": lambda: poisson.coefficient_identification((8, 8), None, 0.01, key=jax.random.key(1)),
+}
+SOLVERS = {
+    "cg": lambda: inv.solvers.CG(),
+    "pcg-jacobi": lambda: inv.solvers.PCG(),
+    "pcg-multigrid": lambda: inv.solvers.PCG(inv.solvers.Multigrid(coarsest=16)),
+    "map-adam": lambda: inv.solvers.GradientMAP(optax.adam(1e-2), prior=inv.priors.TV(1e-3)),
+    "map-lbfgs": lambda: inv.solvers.GradientMAP(optax.lbfgs(), prior=inv.priors.Tikhonov(1e-2, order=1)),
+}
+
+
+def _avals(tree):
+    return jax.tree.map(lambda x: (jnp.shape(x), jnp.result_type(x), getattr(jax.typeof(x), "weak_type", None)), tree)
+
+
+@pytest.mark.parametrize("pname", list(PROBLEMS))
+@pytest.mark.parametrize("sname", list(SOLVERS))
+def test_contract(pname, sname):
+    problem, solver = PROBLEMS[pname](), SOLVERS[sname]()
+    compatible = all(isinstance(problem, c) for c in solver.requires)
+    if not compatible:
+        with pytest.raises(inv.ProblemSolverIncompatible, match=type(solver).__name__):
+            inv.solve(problem, solver)
+        return
+    solver = solver.prepare(problem)
+    state = jax.eval_shape(lambda: solver.init(problem, None))
+    new_state, info = jax.eval_shape(lambda s: solver.step(problem, s), state)
+    assert jax.tree.structure(state) == jax.tree.structure(new_state)
+    if not sname.endswith("lbfgs"):  # optax's lbfgs state changes weak types; the driver casts
+        assert _avals(state) == _avals(new_state)
+    assert all(jnp.shape(v) == () for v in info.values())
+    done, result = jax.eval_shape(lambda s: solver.terminate(problem, s), state)
+    assert done.shape == () and done.dtype == jnp.bool_ and result.dtype == jnp.int32
+    with count_compilations() as c:  # init + one chunk + postprocess; no second chunk compile
+        sol = inv.solve(problem, solver, max_steps=3, throw=False, driver=inv.HostLoop(chunk_size=1))
+    assert c["lower"] <= 3, c
+    assert sol.stats["num_steps"] <= 3
+    assert jax.tree.structure(sol.value) == jax.tree.structure(problem.init_params())
