@@ -1,0 +1,161 @@
+"""Poisson linear solves: invsolve vs. a plain jitted JAX CG, scipy CG and pyamg.
+
+Run:  python benchmarks/poisson.py            # 2D 128^2, 256^2, 512^2 and 3D 32^3, 64^3, 96^3
+      python benchmarks/poisson.py --quick    # 128^2 and 32^3 only (smoke test)
+      python benchmarks/poisson.py --sizes 256x256,64x64x64
+
+System: ``A = invsolve.problems.poisson.operator(shape, kappa, bc="dirichlet")`` with the
+fixed smooth coefficient ``kappa = 1 + 0.5 prod_i sin(2 pi x_i)``, ``b`` standard normal
+(seed 0), float64, stopping rule ``||r|| <= 1e-6 ||b||`` for every method. Columns: Krylov
+iterations; setup time (pyamg hierarchy; "-" where the setup is inside the compiled solve);
+steady-state solve time (median of 5 runs, 3 for grids above 100k cells); compile time
+(first call minus the steady-state median, JAX methods only); and the true relative
+residual ``||b - A x|| / ||b||`` computed with ``A.to_scipy()``. The ratio column is
+invsolve CG / plain JAX CG, and invsolve MG-PCG / pyamg (setup + solve).
+BLAS/OpenMP are pinned to one thread before numpy is imported.
+"""
+
+import os
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+import jax  # noqa: E402
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import pyamg  # noqa: E402
+import scipy.sparse.linalg as spla  # noqa: E402
+
+import invsolve  # noqa: E402
+from invsolve.problems import poisson  # noqa: E402
+
+RTOL = 1e-6
+DEFAULT_SIZES = [(128, 128), (256, 256), (512, 512), (32, 32, 32), (64, 64, 64), (96, 96, 96)]
+
+
+def kappa_field(shape):
+    x = np.meshgrid(*[(np.arange(n) + 0.5) / n for n in shape], indexing="ij")
+    return 1.0 + 0.5 * np.prod([np.sin(2 * np.pi * xi) for xi in x], axis=0)
+
+
+@jax.jit
+def plain_cg(A, b, rtol):
+    """Textbook CG in one while_loop: the baseline (stop when ||r|| <= rtol ||b||)."""
+    tol2 = (rtol * jnp.linalg.norm(b)) ** 2
+
+    def cond(c):
+        return (c[3] > tol2) & (c[4] < 10 * b.size)
+
+    def body(c):
+        x, r, p, rr, k = c
+        Ap = A.mv(p)
+        alpha = rr / jnp.vdot(p, Ap)
+        x, r = x + alpha * p, r - alpha * Ap
+        rr_new = jnp.vdot(r, r)
+        return x, r, r + (rr_new / rr) * p, rr_new, k + 1
+
+    x, _, _, _, k = jax.lax.while_loop(cond, body, (jnp.zeros_like(b), b, b, jnp.vdot(b, b), 0))
+    return x, k
+
+
+def timed(fn, repeats):
+    """Run ``fn`` ``repeats`` times; return (median seconds, last output)."""
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def bench_jax(run, repeats):
+    """First call (compile + run), then the steady-state median; ``run`` returns (x, iters)."""
+    t0 = time.perf_counter()
+    jax.block_until_ready(run())
+    first = time.perf_counter() - t0
+    solve, (x, iters) = timed(lambda: jax.block_until_ready(run()), repeats)
+    return dict(iters=int(iters), setup=None, solve=solve, compile=max(first - solve, 0.0), x=x)
+
+
+def bench_size(shape, repeats):
+    A = poisson.operator(shape, kappa=jnp.asarray(kappa_field(shape)), bc="dirichlet")
+    b_np = np.random.default_rng(0).standard_normal(shape)
+    b = jnp.asarray(b_np)
+    A_sp, b_flat = A.to_scipy(), b_np.ravel()
+    problem = poisson.linear_system(A, b)
+    rows = {}
+
+    def invsolve_run(solver):
+        def run():
+            sol = invsolve.solve(problem, solver)
+            return sol.value, sol.stats["num_steps"]
+        return run
+
+    rows["invsolve CG"] = bench_jax(invsolve_run(invsolve.solvers.CG(rtol=RTOL)), repeats)
+    rows["invsolve MG-PCG"] = bench_jax(
+        invsolve_run(invsolve.solvers.PCG(invsolve.solvers.Multigrid(), rtol=RTOL)), repeats)
+
+    iters = []
+    spla.cg(A_sp, b_flat, rtol=RTOL, maxiter=10 * b_flat.size, callback=lambda xk: iters.append(1))
+    solve, (x, _) = timed(lambda: spla.cg(A_sp, b_flat, rtol=RTOL, maxiter=10 * b_flat.size), repeats)
+    rows["scipy CG"] = dict(iters=len(iters), setup=None, solve=solve, compile=None, x=x)
+
+    setups, solves = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        ml = pyamg.smoothed_aggregation_solver(A_sp)
+        t1 = time.perf_counter()
+        res = []
+        x = ml.solve(b_flat, tol=RTOL, accel="cg", residuals=res)
+        solves.append(time.perf_counter() - t1)
+        setups.append(t1 - t0)
+    rows["pyamg SA-PCG"] = dict(iters=len(res) - 1, setup=statistics.median(setups),
+                                solve=statistics.median(solves), compile=None, x=x)
+
+    rows["plain JAX CG"] = bench_jax(lambda: plain_cg(A, b, RTOL), repeats)
+
+    for r in rows.values():
+        x = np.asarray(r.pop("x")).ravel()
+        r["res"] = np.linalg.norm(b_flat - A_sp @ x) / np.linalg.norm(b_flat)
+        r["total"] = (r["setup"] or 0.0) + r["solve"]
+    rows["invsolve CG"]["ratio"] = rows["invsolve CG"]["solve"] / rows["plain JAX CG"]["solve"]
+    rows["invsolve MG-PCG"]["ratio"] = rows["invsolve MG-PCG"]["total"] / rows["pyamg SA-PCG"]["total"]
+    return rows
+
+
+def fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="only 128^2 and 32^3")
+    parser.add_argument("--sizes", help="comma-separated grids, e.g. 256x256,64x64x64")
+    args = parser.parse_args()
+    if args.sizes:
+        sizes = [tuple(int(n) for n in s.split("x")) for s in args.sizes.split(",")]
+    else:
+        sizes = [(128, 128), (32, 32, 32)] if args.quick else DEFAULT_SIZES
+
+    print(f"jax {jax.__version__}, scipy solves on one BLAS thread, rtol {RTOL:g}, float64\n")
+    print("| grid | method | iters | setup s | solve s | compile s | true rel. res. | ratio |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for shape in sizes:
+        n = int(np.prod(shape))
+        rows = bench_size(shape, repeats=5 if n <= 100_000 else 3)
+        grid = "x".join(map(str, shape))
+        for name, r in rows.items():
+            print(f"| {grid} | {name} | {r['iters']} | {fmt(r['setup'], '.3f')} | {r['solve']:.3f} | "
+                  f"{fmt(r['compile'], '.2f')} | {r['res']:.1e} | {fmt(r.get('ratio'), '.2f')} |", flush=True)
+    print("\nratio: invsolve CG solve / plain JAX CG solve; invsolve MG-PCG solve / pyamg (setup + solve).")
+
+
+if __name__ == "__main__":
+    main()
