@@ -54,3 +54,51 @@ class AbstractLinearOperator(eqx.Module):
         eye = jnp.eye(n, dtype=self.dtype).reshape((n, *self.in_shape))
         cols = jax.vmap(self.mv)(eye).reshape(n, -1)
         return cols.T
+
+
+class MatrixOperator(AbstractLinearOperator):
+    """A dense matrix acting on arrays: ``mv(x) = (M @ x.ravel()).reshape(out_shape)``.
+
+    For tests and small problems. ``M`` has shape ``(prod(out_shape), prod(in_shape))``.
+    """
+
+    matrix: jax.Array
+    shapes: tuple[tuple[int, ...], tuple[int, ...]] = eqx.field(static=True)  # (in, out)
+    tags: tuple[bool, bool] = eqx.field(default=(False, False), static=True)  # (symmetric, pd)
+
+    @classmethod
+    def from_array(cls, matrix, in_shape=None, out_shape=None, symmetric=False, positive_definite=False):
+        m = jnp.asarray(matrix)
+        if m.ndim != 2:
+            raise ValueError(f"MatrixOperator needs a 2D matrix, got shape {m.shape}.")
+        in_shape = (m.shape[1],) if in_shape is None else tuple(in_shape)
+        out_shape = (m.shape[0],) if out_shape is None else tuple(out_shape)
+        if (int(np.prod(out_shape)), int(np.prod(in_shape))) != m.shape:
+            raise ValueError(f"matrix of shape {m.shape} does not map {in_shape} to {out_shape}.")
+        return cls(m, (in_shape, out_shape), (bool(symmetric), bool(positive_definite)))
+
+    def mv(self, x):
+        return (self.matrix @ x.reshape(-1)).reshape(self.out_shape)
+
+    def transpose(self):
+        return MatrixOperator(self.matrix.T, self.shapes[::-1], self.tags)
+
+    @property
+    def in_shape(self):
+        return self.shapes[0]
+
+    @property
+    def out_shape(self):
+        return self.shapes[1]
+
+    @property
+    def dtype(self):
+        return self.matrix.dtype
+
+    @property
+    def symmetric(self):
+        return self.tags[0]
+
+    @property
+    def positive_definite(self):
+        return self.tags[1]

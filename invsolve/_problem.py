@@ -109,3 +109,40 @@ class LinearSystem(HasLinearOperator):
 
     def operator(self):
         return self.A
+
+
+class LinearInverse(HasLinearOperator):
+    """``y = A x + noise`` with a known linear operator ``A`` (tomography, deblurring, ...).
+
+    Attributes:
+        A: the forward operator, ``A.in_shape`` the unknown's shape, ``A.out_shape`` the data's.
+        y_obs: the data, shape ``A.out_shape``.
+        noise: `GaussianNoise` (``sigma`` scalar or of the data's shape: weighted least squares).
+        x_true: the ground truth, or None.
+    """
+
+    A: AbstractLinearOperator
+    y_obs: jax.Array
+    noise: GaussianNoise
+    x_true: Any = None
+
+    def __check_init__(self):
+        if tuple(self.y_obs.shape) != tuple(self.A.out_shape):
+            raise ValueError(
+                f"the data have shape {tuple(self.y_obs.shape)} but the operator maps to shape "
+                f"{tuple(self.A.out_shape)}; pass data of that shape."
+            )
+        if not isinstance(self.y_obs, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(self.y_obs))):
+            raise ValueError("the data contain NaN or infinite values; remove or impute them first.")
+        if self.x_true is not None and tuple(jnp.shape(self.x_true)) != tuple(self.A.in_shape):
+            raise ValueError(
+                f"x_true has shape {tuple(jnp.shape(self.x_true))}, expected the operator's input "
+                f"shape {tuple(self.A.in_shape)}."
+            )
+
+    def operator(self):
+        return self.A
+
+    def with_observations(self, y_obs) -> "LinearInverse":
+        """The same problem with other data (e.g. another noise draw)."""
+        return LinearInverse(self.A, jnp.asarray(y_obs, self.y_obs.dtype), self.noise, self.x_true)

@@ -24,3 +24,58 @@ def psnr(estimate, reference, data_range=None):
     if data_range is None:
         data_range = jnp.max(reference) - jnp.min(reference)
     return 10.0 * jnp.log10(data_range**2 / mse(estimate, reference))
+
+
+def _box_mean(x, w):
+    """Mean over every full ``w`` x ``w`` window of a 2D array (a "valid" separable box filter)."""
+    s = jax.lax.reduce_window(x, 0.0, jax.lax.add, (w, 1), (1, 1), "VALID")
+    return jax.lax.reduce_window(s, 0.0, jax.lax.add, (1, w), (1, 1), "VALID") / (w * w)
+
+
+def _ssim2d(x, y, data_range, win_size, k1, k2):
+    mx, my = _box_mean(x, win_size), _box_mean(y, win_size)
+    c = win_size**2 / (win_size**2 - 1.0)  # sample (co)variance
+    vx = c * (_box_mean(x * x, win_size) - mx * mx)
+    vy = c * (_box_mean(y * y, win_size) - my * my)
+    vxy = c * (_box_mean(x * y, win_size) - mx * my)
+    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+    s = (2 * mx * my + c1) * (2 * vxy + c2) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return jnp.mean(s)
+
+
+def ssim(estimate, reference, data_range=None, *, win_size=7, k1=0.01, k2=0.03):
+    """Mean structural similarity (SSIM) of a 2D image, or of a 3D volume slice by slice.
+
+    Matches ``skimage.metrics.structural_similarity(reference, estimate, data_range=...,
+    gaussian_weights=False)`` for 2D images: local means, sample variances and covariance over
+    a uniform ``win_size`` x ``win_size`` window (N/(N-1) correction), K1 = 0.01, K2 = 0.03,
+    averaged over the pixels whose window lies fully inside the image (scikit-image's crop of
+    ``(win_size - 1) // 2`` on each side). A 3D array is treated as a stack of 2D slices along
+    its first axis and the mean of the per-slice SSIMs is returned (scikit-image would use a
+    3D window instead). ``data_range`` defaults to the reference's max - min (over the whole
+    array), as in :func:`psnr`. Differentiable, and works under ``jit`` and ``vmap``.
+    """
+    reference = jnp.asarray(reference)
+    estimate = jnp.asarray(estimate)
+    dtype = jnp.result_type(estimate, reference, float)
+    estimate, reference = estimate.astype(dtype), reference.astype(dtype)
+    if estimate.shape != reference.shape:
+        raise ValueError(f"ssim: shapes differ, {estimate.shape} vs {reference.shape}")
+    if reference.ndim not in (2, 3) or min(reference.shape[-2:]) < win_size:
+        raise ValueError(f"ssim needs a 2D image or 3D stack of slices at least {win_size} x "
+                         f"{win_size}, got shape {reference.shape}")
+    if data_range is None:
+        data_range = jnp.max(reference) - jnp.min(reference)
+    f = lambda x, y: _ssim2d(x, y, data_range, win_size, k1, k2)  # noqa: E731
+    if reference.ndim == 3:
+        return jnp.mean(jax.vmap(f)(estimate, reference))
+    return f(estimate, reference)
+
+
+def dice(a, b):
+    """Dice coefficient 2|a & b| / (|a| + |b|) of two boolean masks (nonzero = True); 1.0 if
+    both are empty. Equals ``1 - scipy.spatial.distance.dice(a.ravel(), b.ravel())``."""
+    a, b = jnp.asarray(a).astype(bool), jnp.asarray(b).astype(bool)
+    inter = jnp.sum(a & b).astype(float)
+    total = (jnp.sum(a) + jnp.sum(b)).astype(float)
+    return jnp.where(total > 0, 2.0 * inter / jnp.where(total > 0, total, 1.0), 1.0)

@@ -27,7 +27,12 @@ def plot_fields(path, fields: dict, *, points=None, title: str | None = None) ->
     plt = _plt()
     fig, axes = plt.subplots(1, len(fields), figsize=(3.6 * len(fields), 3.3), squeeze=False)
     for ax, (name, a) in zip(axes[0], fields.items()):
-        im = ax.imshow(_as_image(a).T, origin="lower", cmap="RdBu_r" if "error" in name else "viridis")
+        img = _as_image(a)
+        kw = {"cmap": "viridis"}
+        if "error" in name:  # diverging map centred on zero
+            m = float(np.nanmax(np.abs(img))) or 1.0
+            kw = {"cmap": "RdBu_r", "vmin": -m, "vmax": m}
+        im = ax.imshow(img.T, origin="lower", **kw)
         ax.set_title(name)
         ax.set_xticks([])
         ax.set_yticks([])

@@ -1,0 +1,463 @@
+"""Iterative solvers for linear inverse problems ``y = A x + noise``, as step-wise solver objects.
+
+* `CGLS`: conjugate gradients on the (damped) normal equations, in the stable CGLS form.
+* `Landweber`: gradient descent on the least-squares misfit (SIRT-like), optionally projected
+  onto ``x >= 0``.
+* `ChambollePock`: the primal-dual hybrid gradient method for least squares + isotropic total
+  variation, optionally with ``x >= 0``.
+
+All three need only ``problem.operator()`` (``mv`` and ``transpose().mv``), so they work
+for any operator shapes, e.g. a CT projector mapping ``(N, N)`` images to
+``(n_angles, n_det)`` sinograms. They start from ``x = 0`` and compute in the dtype of the
+data ``problem.y_obs`` (real floating point; operator outputs are cast to it).
+
+Noise weighting: the data term is the problem's negative log-likelihood
+``1/2 ||(A x - y) / sigma||^2`` with ``sigma = problem.noise.sigma`` (a scalar, or an array
+of the data's shape for weighted least squares). The equations below are written for the
+whitened operator and data ``A <- A / sigma``, ``y <- y / sigma``; for ``sigma = 1`` they are
+the plain ones. So a scalar ``sigma`` changes nothing for `Landweber` and undamped `CGLS`,
+while ``damp`` and ``lam`` are weights relative to the likelihood (as the priors of
+`invsolve.solvers.GradientMAP`: ``CGLS(damp)`` is MAP with ``priors.Tikhonov(damp**2)``).
+
+Step sizes (`Landweber`, `ChambollePock`) come from ``power_iterations`` power iterations on
+``A^T A`` (or ``K^T K``) from a fixed pseudo-random start vector (deterministic, no key),
+done in ``init`` and stored in the state.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from .._problem import HasLinearOperator
+from .._solution import RESULTS, Estimate
+from .._solver import AbstractSolver, check_nonneg
+from ..priors import _forward_differences
+
+
+def _vdot(a, b):
+    return jnp.vdot(a, b).real
+
+
+def _safe_div(a, b):
+    """``a / b``, and 0 where ``b == 0`` (no NaN in either branch, so grad/vmap safe)."""
+    ok = b != 0
+    return jnp.where(ok, a / jnp.where(ok, b, 1), jnp.zeros((), jnp.result_type(a, b)))
+
+
+class _Whitened(eqx.Module):
+    """``A / sigma``, its transpose and ``y / sigma`` in the dtype of the data."""
+
+    A: object
+    At: object
+    w: jax.Array  # 1 / sigma, scalar or data-shaped
+    y: jax.Array  # whitened data
+
+    @property
+    def dtype(self):
+        return self.y.dtype
+
+    def mv(self, x):
+        return (self.A.mv(x) * self.w).astype(self.dtype)
+
+    def rmv(self, r):
+        return self.At.mv(r * self.w).astype(self.dtype)
+
+
+def _whiten(problem) -> _Whitened:
+    A = problem.operator()
+    y = jnp.asarray(problem.y_obs)
+    if not jnp.issubdtype(y.dtype, jnp.floating):
+        raise TypeError(f"linear least-squares solvers need real floating-point data, got dtype {y.dtype}.")
+    sigma = getattr(getattr(problem, "noise", None), "sigma", None)
+    w = jnp.ones((), y.dtype) if sigma is None else (1.0 / jnp.asarray(sigma)).astype(y.dtype)
+    return _Whitened(A, A.transpose(), w, y * w)
+
+
+def _start_vector(shape, dtype):
+    """The fixed start vector of the power iterations (unit norm, deterministic)."""
+    v = jax.random.normal(jax.random.key(0), shape, dtype)
+    return v / jnp.linalg.norm(v)
+
+
+# Power iteration approaches ||K|| from below, slowly when the top singular values cluster
+# (30 iterations: up to ~2% low); Chambolle-Pock needs tau sigma ||K||^2 < 1, so the estimate
+# is inflated by this margin (as is common practice, e.g. ODL's examples use 10%).
+_NORM_MARGIN = 1.05
+
+
+def power_norm_sq(normal, shape, dtype, iterations: int) -> jax.Array:
+    """Estimate ``lambda_max(M) = ||K||^2`` for ``M = K^T K`` given as ``normal(v) = M v``.
+
+    Power iteration from `_start_vector`; returns ``||M v_k||`` for the last unit vector
+    ``v_k``: a lower bound on ``||K||^2`` that converges to it.
+    """
+    v0 = _start_vector(shape, dtype)
+
+    def body(_, carry):
+        v, _ = carry
+        w = normal(v)
+        wn = jnp.linalg.norm(w)
+        return jnp.where(wn > 0, w / jnp.where(wn > 0, wn, 1), v), wn
+
+    _, est = jax.lax.fori_loop(0, int(iterations), body, (v0, jnp.zeros((), dtype)))
+    return est
+
+
+# --------------------------------------------------------------------------------------
+# gradient / divergence pair (the discretisation of invsolve.priors)
+# --------------------------------------------------------------------------------------
+def gradient(x):
+    """Forward differences of ``x`` along every axis, shape ``(x.ndim, *x.shape)``.
+
+    ``gradient(x)[a][..., i, ...] = x[i + 1] - x[i]`` along axis ``a`` and 0 at the last
+    index (Neumann), exactly the differences of `invsolve.priors.TV`.
+    """
+    return jnp.stack(_forward_differences(x))
+
+
+def divergence(q):
+    """The negative adjoint of `gradient`: ``<gradient(x), q> = -<x, divergence(q)>``.
+
+    ``q`` has shape ``(ndim, *shape)``; returns an array of ``shape``. Along each axis,
+    ``div q[i] = q[i] - q[i - 1]`` with ``q[-1] = 0`` and the last entry of ``q`` (which the
+    gradient never produces) treated as 0.
+    """
+    out = jnp.zeros(q.shape[1:], q.dtype)
+    for a in range(q.shape[0]):
+        qa = q[a].at[(slice(None),) * a + (-1,)].set(0)
+        out = out + jnp.diff(qa, axis=a, prepend=jnp.zeros_like(jnp.take(qa, jnp.array([0]), axis=a)))
+    return out
+
+
+def tv_iso(x):
+    """Isotropic total variation ``sum_i |gradient(x)_i|_2`` (not smoothed)."""
+    return jnp.sum(jnp.sqrt(jnp.sum(jnp.square(gradient(x)), axis=0)))
+
+
+def _project_balls(q, lam):
+    """Project each ``q[:, i]`` onto the ball ``|q_i|_2 <= lam``."""
+    norm = jnp.sqrt(jnp.sum(jnp.square(q), axis=0))
+    over = norm > lam
+    scale = jnp.where(over, lam / jnp.where(over, norm, 1), 1)
+    return q * scale
+
+
+# --------------------------------------------------------------------------------------
+# CGLS
+# --------------------------------------------------------------------------------------
+class CGLSState(eqx.Module):
+    x: jax.Array
+    r: jax.Array  # y - A x (data shape)
+    s: jax.Array  # A^T r - damp^2 x, the normal-equation residual
+    p: jax.Array
+    gamma: jax.Array  # ||s||^2
+    snorm: jax.Array
+    s0norm: jax.Array  # ||A^T y||
+    ynorm: jax.Array
+    curvature_ok: jax.Array
+
+
+class CGLS(AbstractSolver):
+    """Conjugate gradients for least squares, ``min_x ||A x - y||^2 + damp^2 ||x||^2``.
+
+    Solves the normal equations ``(A^T A + damp^2 I) x = A^T y`` without forming
+    ``A^T A``: CG (Hestenes & Stiefel 1952) rewritten with the data residual ``r = y - A x``
+    updated recursively (the stable "CGLS" variant; Björck, *Numerical Methods for Least
+    Squares Problems*, SIAM 1996, Alg. 7.4.1; Paige & Saunders, ACM TOMS 8, 1982). From
+    ``x_0 = 0``, ``r_0 = y``, ``s_0 = p_0 = A^T y``, ``gamma_0 = ||s_0||^2``::
+
+        q = A p_k;   alpha = gamma_k / (||q||^2 + damp^2 ||p_k||^2)
+        x_{k+1} = x_k + alpha p_k;   r_{k+1} = r_k - alpha q
+        s_{k+1} = A^T r_{k+1} - damp^2 x_{k+1};   gamma_{k+1} = ||s_{k+1}||^2
+        p_{k+1} = s_{k+1} + (gamma_{k+1} / gamma_k) p_k
+
+    One ``A`` and one ``A^T`` application per iteration. For ``damp = 0`` and
+    rank-deficient ``A`` it converges to the minimum-norm least-squares solution.
+    Stopping early is itself a regularisation (semi-convergence, e.g. in CT): set a small
+    ``max_steps`` and ``rtol=None``. ``A`` and ``y`` are whitened by the noise sigma (see the
+    module docstring). Shapes: ``x`` has ``A.in_shape``, the data ``A.out_shape``; dtype of
+    the data.
+
+    Args:
+        rtol, atol: stop when ``||A^T r - damp^2 x|| <= max(rtol ||A^T y||, atol)``.
+            ``rtol=None``: run exactly ``max_steps`` steps and report success.
+        damp: Tikhonov damping (>= 0).
+        max_steps: iteration budget (None: 100).
+    History: ``residual`` = ``||A^T r - damp^2 x|| / ||A^T y||`` and ``misfit`` =
+    ``||y - A x|| / ||y||`` after each step.
+    """
+
+    requires: ClassVar = (HasLinearOperator,)
+    rtol: float | None = 1e-6
+    atol: float = 0.0
+    damp: float = 0.0
+    max_steps: int | None = None
+
+    def __check_init__(self):
+        check_nonneg("CGLS rtol", self.rtol)
+        check_nonneg("CGLS atol", self.atol, allow_none=False)
+        check_nonneg("CGLS damp", self.damp, allow_none=False)
+        check_nonneg("CGLS max_steps", self.max_steps, integer=True)
+
+    def default_max_steps(self, problem):
+        return 100
+
+    def init(self, problem, key=None):
+        op = _whiten(problem)
+        dtype = op.dtype
+        x = jnp.zeros(problem.operator().in_shape, dtype)
+        s = op.rmv(op.y)
+        snorm = jnp.linalg.norm(s)
+        return CGLSState(
+            x=x, r=op.y, s=s, p=s, gamma=snorm**2, snorm=snorm, s0norm=snorm,
+            ynorm=jnp.linalg.norm(op.y), curvature_ok=jnp.array(True),
+        )
+
+    def step(self, problem, st):
+        op = _whiten(problem)
+        damp2 = jnp.square(jnp.asarray(self.damp, op.dtype))
+        q = op.mv(st.p)
+        delta = _vdot(q, q) + damp2 * _vdot(st.p, st.p)
+        alpha = _safe_div(st.gamma, delta)
+        x = st.x + alpha * st.p
+        r = st.r - alpha * q
+        s = op.rmv(r) - damp2 * x
+        gamma = _vdot(s, s)
+        p = s + _safe_div(gamma, st.gamma) * st.p
+        snorm = jnp.sqrt(gamma)
+        new = CGLSState(
+            x=x, r=r, s=s, p=p, gamma=gamma, snorm=snorm, s0norm=st.s0norm, ynorm=st.ynorm,
+            curvature_ok=(delta > 0) | (st.gamma == 0),
+        )
+        rnorm = jnp.linalg.norm(r)
+        return new, {"residual": _safe_div(snorm, st.s0norm), "misfit": _safe_div(rnorm, st.ynorm)}
+
+    def terminate(self, problem, st):
+        broke = ~st.curvature_ok
+        if self.rtol is None:
+            result = jnp.where(broke, RESULTS.breakdown, RESULTS.successful)
+            return broke, result.astype(jnp.int32)
+        converged = st.snorm <= jnp.maximum(self.rtol * st.s0norm, self.atol)
+        result = jnp.where(converged, RESULTS.successful,
+                           jnp.where(broke, RESULTS.breakdown, RESULTS.max_steps_reached))
+        return converged | broke, result.astype(jnp.int32)
+
+    def postprocess(self, problem, st):
+        return Estimate(st.x)
+
+
+# --------------------------------------------------------------------------------------
+# Landweber
+# --------------------------------------------------------------------------------------
+class LandweberState(eqx.Module):
+    x: jax.Array
+    r: jax.Array  # y - A x
+    step_size: jax.Array
+    misfit: jax.Array
+    ynorm: jax.Array
+
+
+class Landweber(AbstractSolver):
+    """Landweber iteration (Landweber, Am. J. Math. 73, 1951), optionally projected::
+
+        x_{k+1} = P(x_k + omega A^T (y - A x_k)),   x_0 = 0
+
+    gradient descent on ``1/2 ||A x - y||^2``; ``P`` is the identity or, with
+    ``nonneg=True``, the projection onto ``x >= 0``. It converges for
+    ``0 < omega < 2 / ||A||^2`` (to the minimum-norm least-squares solution from ``x_0 = 0``),
+    slowly, and like SIRT in CT is used with a small ``max_steps`` as a regulariser. One
+    ``A`` and one ``A^T`` application per step. ``A`` and ``y`` are whitened by the noise
+    sigma (a data-shaped sigma gives row weights, as in SIRT). Dtype of the data; ``x`` has
+    ``A.in_shape``.
+
+    Args:
+        step_size: ``omega``; None (default) uses ``1 / ||A||^2``, ``||A||^2`` estimated in
+            ``init`` by ``power_iterations`` power iterations on ``A^T A`` (stored as
+            ``state.step_size``). Also accepted as ``step=``.
+        max_steps: number of steps (default 100); the solve always reports success.
+        nonneg: project onto ``x >= 0`` after each step.
+        power_iterations: iterations of the norm estimate.
+    History: ``misfit`` = ``||y - A x_{k+1}|| / ||y||``.
+    """
+
+    requires: ClassVar = (HasLinearOperator,)
+    step_size: float | None
+    max_steps: int | None
+    nonneg: bool
+    power_iterations: int
+
+    def __init__(self, step_size=None, max_steps=100, nonneg=False, power_iterations=30, *, step=None):
+        if step is not None and step_size is not None:
+            raise ValueError("Landweber: pass the step size once (step or step_size), not both.")
+        self.step_size = step if step is not None else step_size
+        self.max_steps = max_steps
+        self.nonneg = bool(nonneg)
+        self.power_iterations = power_iterations
+
+    def __check_init__(self):
+        check_nonneg("Landweber step", self.step_size)
+        if self.step_size is not None and not isinstance(self.step_size, jax.core.Tracer) and not float(self.step_size) > 0:
+            raise ValueError(f"Landweber step must be positive (below 2 / ||A||^2), got {self.step_size!r}.")
+        check_nonneg("Landweber max_steps", self.max_steps, integer=True)
+        check_nonneg("Landweber power_iterations", self.power_iterations, integer=True, allow_none=False)
+        if int(self.power_iterations) < 1:
+            raise ValueError("Landweber power_iterations must be at least 1.")
+
+    def default_max_steps(self, problem):
+        return 100
+
+    def init(self, problem, key=None):
+        op = _whiten(problem)
+        dtype = op.dtype
+        shape = problem.operator().in_shape
+        if self.step_size is None:
+            est = power_norm_sq(lambda v: op.rmv(op.mv(v)), shape, dtype, self.power_iterations)
+            omega = jnp.where(est > 0, 1 / jnp.where(est > 0, est, 1), 1).astype(dtype)
+        else:
+            omega = jnp.asarray(self.step_size, dtype)
+        return LandweberState(
+            x=jnp.zeros(shape, dtype), r=op.y, step_size=omega, misfit=jnp.full((), jnp.inf, dtype),
+            ynorm=jnp.linalg.norm(op.y),
+        )
+
+    def step(self, problem, st):
+        op = _whiten(problem)
+        x = st.x + st.step_size * op.rmv(st.r)
+        if self.nonneg:
+            x = jnp.maximum(x, 0)
+        r = op.y - op.mv(x)
+        misfit = _safe_div(jnp.linalg.norm(r), st.ynorm)
+        return LandweberState(x, r, st.step_size, misfit, st.ynorm), {"misfit": misfit}
+
+    def terminate(self, problem, st):
+        return jnp.array(False), jnp.array(RESULTS.successful, jnp.int32)
+
+    def postprocess(self, problem, st):
+        return Estimate(st.x)
+
+
+# --------------------------------------------------------------------------------------
+# Chambolle-Pock (PDHG) for least squares + isotropic TV
+# --------------------------------------------------------------------------------------
+class ChambollePockState(eqx.Module):
+    x: jax.Array
+    xbar: jax.Array
+    Ax: jax.Array  # A x, kept so that A xbar = 2 A x_{k+1} - A x_k costs nothing
+    Axbar: jax.Array
+    p: jax.Array  # dual of the data term (data shape)
+    q: jax.Array  # dual of TV, shape (ndim, *x.shape)
+    tau: jax.Array
+    sigma: jax.Array
+    primal: jax.Array
+    change: jax.Array
+
+
+class ChambollePock(AbstractSolver):
+    """Primal-dual hybrid gradient for least squares + isotropic total variation::
+
+        min_x  1/2 ||A x - y||^2 + lam * TV(x)  [+ indicator(x >= 0)],
+        TV(x) = sum_i |(grad x)_i|_2
+
+    with ``grad`` the forward differences of `invsolve.priors` (zero across the last face)
+    over all axes of ``x`` (1D, 2D, 3D, ...). Written as ``min_x F(K x) + G(x)`` with
+    ``K = [A; grad]``, ``F(z, g) = 1/2 ||z - y||^2 + lam sum |g_i|`` and ``G`` the constraint,
+    Algorithm 1 of Chambolle & Pock (J. Math. Imaging Vis. 40, 2011) with ``theta = 1``::
+
+        p_{k+1} = (p_k + sigma (A xbar_k - y)) / (1 + sigma)
+        q_{k+1} = proj_{|q_i| <= lam}(q_k + sigma grad xbar_k)
+        x_{k+1} = P(x_k - tau (A^T p_{k+1} - div q_{k+1}))
+        xbar_{k+1} = 2 x_{k+1} - x_k
+
+    from zero, with ``tau = sigma = 0.99 / ||K||``. ``||K||`` is given as ``op_norm`` or
+    estimated in ``init`` by power iterations on ``K^T K = A^T A - div grad``; power iteration
+    approaches the norm from below, so the estimate is multiplied by 1.05 to keep
+    ``tau sigma ||K||^2 < 1`` (the convergence condition). ``A xbar`` is
+    obtained by linearity, so one ``A`` and one ``A^T`` application per step. ``A`` and
+    ``y`` are whitened by the noise sigma (see the module docstring). Dtype of the data;
+    ``x`` has ``A.in_shape``. For ``lam = 0`` and ``nonneg=False`` it solves least squares.
+
+    Args:
+        lam: TV weight (>= 0).
+        max_steps: number of steps (default 500).
+        nonneg: constrain ``x >= 0`` (default True).
+        rtol: stop when ``||x_{k+1} - x_k|| <= rtol ||x_{k+1}||``; None (default) runs all
+            ``max_steps`` and reports success.
+        op_norm: ``||K||`` if known (None: estimate it).
+        power_iterations: iterations of the norm estimate.
+    History: ``primal`` = the objective at ``x_{k+1}``, ``change`` = ``||x_{k+1} - x_k||
+    / ||x_{k+1}||``.
+    """
+
+    requires: ClassVar = (HasLinearOperator,)
+    lam: float
+    max_steps: int | None = 500
+    nonneg: bool = True
+    rtol: float | None = None
+    op_norm: float | None = None
+    power_iterations: int = 30
+
+    def __check_init__(self):
+        check_nonneg("ChambollePock lam", self.lam, allow_none=False)
+        check_nonneg("ChambollePock max_steps", self.max_steps, integer=True)
+        check_nonneg("ChambollePock rtol", self.rtol)
+        check_nonneg("ChambollePock op_norm", self.op_norm)
+        if self.op_norm is not None and not isinstance(self.op_norm, jax.core.Tracer) and not float(self.op_norm) > 0:
+            raise ValueError(f"ChambollePock op_norm must be positive, got {self.op_norm!r}.")
+        check_nonneg("ChambollePock power_iterations", self.power_iterations, integer=True, allow_none=False)
+        if int(self.power_iterations) < 1:
+            raise ValueError("ChambollePock power_iterations must be at least 1.")
+
+    def default_max_steps(self, problem):
+        return 500
+
+    def init(self, problem, key=None):
+        op = _whiten(problem)
+        dtype = op.dtype
+        shape = tuple(problem.operator().in_shape)
+        if self.op_norm is None:
+            est = power_norm_sq(lambda v: op.rmv(op.mv(v)) - divergence(gradient(v)), shape, dtype,
+                                self.power_iterations)
+            norm = _NORM_MARGIN * jnp.sqrt(est)
+        else:
+            norm = jnp.asarray(self.op_norm, dtype)
+        step = jnp.where(norm > 0, 0.99 / jnp.where(norm > 0, norm, 1), 1).astype(dtype)
+        x = jnp.zeros(shape, dtype)
+        y0 = jnp.zeros_like(op.y)
+        inf = jnp.full((), jnp.inf, dtype)
+        return ChambollePockState(
+            x=x, xbar=x, Ax=y0, Axbar=y0, p=y0, q=jnp.zeros((len(shape), *shape), dtype),
+            tau=step, sigma=step, primal=inf, change=inf,
+        )
+
+    def step(self, problem, st):
+        op = _whiten(problem)
+        lam = jnp.asarray(self.lam, op.dtype)
+        tau, sigma = st.tau, st.sigma
+        p = (st.p + sigma * (st.Axbar - op.y)) / (1 + sigma)
+        q = _project_balls(st.q + sigma * gradient(st.xbar), lam)
+        x = st.x - tau * (op.rmv(p) - divergence(q))
+        if self.nonneg:
+            x = jnp.maximum(x, 0)
+        Ax = op.mv(x)
+        res = Ax - op.y
+        primal = 0.5 * _vdot(res, res) + lam * tv_iso(x)
+        dx, xn = jnp.linalg.norm(x - st.x), jnp.linalg.norm(x)
+        change = jnp.where(xn > 0, dx / jnp.where(xn > 0, xn, 1), jnp.where(dx > 0, jnp.inf, 0)).astype(dx.dtype)
+        new = ChambollePockState(
+            x=x, xbar=2 * x - st.x, Ax=Ax, Axbar=2 * Ax - st.Ax, p=p, q=q, tau=tau, sigma=sigma,
+            primal=primal, change=change,
+        )
+        return new, {"primal": primal, "change": change}
+
+    def terminate(self, problem, st):
+        if self.rtol is None:
+            return jnp.array(False), jnp.array(RESULTS.successful, jnp.int32)
+        done = st.change <= self.rtol
+        return done, jnp.where(done, RESULTS.successful, RESULTS.max_steps_reached).astype(jnp.int32)
+
+    def postprocess(self, problem, st):
+        return Estimate(st.x)
