@@ -204,8 +204,8 @@ def test_chambolle_pock_tv_matches_newton_reference():
     assert xr.min() < -1e-3  # the unconstrained minimiser is not >= 0 here
     assert sol.metrics["rel_l2"] < 0.15  # and it is a good reconstruction
     # first-order optimality with CP's dual q: M^T(Mx - y) + D^T q = 0, |q_i| <= lam,
-    # <q, Dx> = lam TV(x)
-    q = np.asarray(sol.state.q).reshape(2, -1)
+    # <q, Dx> = lam TV(x); CP's dual is for the scaled block s*grad, so the TV dual is s*q
+    q = float(sol.state.scale) * np.asarray(sol.state.q).reshape(2, -1)
     stationarity = M.T @ (M @ x - y) + sum(D.T @ qa for D, qa in zip(Ds, q))
     assert np.linalg.norm(stationarity) < 1e-6 * np.linalg.norm(M.T @ y)
     assert np.max(np.sqrt(np.sum(q**2, axis=0))) <= lam * (1 + 1e-12)
@@ -237,15 +237,19 @@ def test_chambolle_pock_3d_denoising_large_lam_gives_mean():
 
 @pytest.mark.parametrize("shape", [(7,), (5, 6), (3, 4, 5)])
 def test_gradient_divergence_adjoint_and_tv(shape):
-    kx, kq = jax.random.split(jax.random.key(0))
-    x = jax.random.normal(kx, shape, jnp.float64)
-    q = jax.random.normal(kq, (len(shape), *shape), jnp.float64)
-    lhs, rhs = jnp.vdot(gradient(x), q), jnp.vdot(x, -divergence(q))
+    @jax.jit  # one compile instead of one per eager op
+    def compute(key):
+        kx, kq = jax.random.split(key)
+        x = jax.random.normal(kx, shape, jnp.float64)
+        q = jax.random.normal(kq, (len(shape), *shape), jnp.float64)
+        return x, jnp.vdot(gradient(x), q), jnp.vdot(x, -divergence(q)), gradient(x), tv_iso(x), \
+            inv.priors.TV(1.0, eps=0.0)(x)
+
+    x, lhs, rhs, g, tv, tv_prior = compute(jax.random.key(0))
     assert abs(lhs - rhs) <= 1e-13 * abs(lhs)
-    np.testing.assert_allclose(gradient(x), np.stack([D @ np.asarray(x).ravel() for D in _difference_matrices(shape)])
-                               .reshape(len(shape), *shape), atol=1e-14)
-    # the same discretisation as invsolve.priors.TV (eps = 0)
-    np.testing.assert_allclose(tv_iso(x), inv.priors.TV(1.0, eps=0.0)(x), rtol=1e-13)
+    Ds = _difference_matrices(shape)
+    np.testing.assert_allclose(g, np.stack([D @ np.asarray(x).ravel() for D in Ds]).reshape(g.shape), atol=1e-14)
+    np.testing.assert_allclose(tv, tv_prior, rtol=1e-13)  # the discretisation of priors.TV
 
 
 # --------------------------------------------------------------------------------------

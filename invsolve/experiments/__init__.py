@@ -47,3 +47,4 @@ def get(name: str) -> Experiment:
 
 
 from . import poisson as _poisson  # noqa: E402,F401  (registers its experiments)
+from . import tomography as _tomography  # noqa: E402,F401

@@ -1,8 +1,9 @@
 """Forward models and inverse problems."""
 
 from .._problem import (
-    AbstractProblem, GaussianNoise, HasForward, HasLinearOperator, LinearSystem,
+    AbstractProblem, GaussianNoise, HasForward, HasLinearOperator, LinearInverse, LinearSystem,
 )
-from . import poisson
+from . import phantoms, poisson, tomography
 
-__all__ = ["AbstractProblem", "GaussianNoise", "HasForward", "HasLinearOperator", "LinearSystem", "poisson"]
+__all__ = ["AbstractProblem", "GaussianNoise", "HasForward", "HasLinearOperator", "LinearInverse",
+           "LinearSystem", "phantoms", "poisson", "tomography"]
