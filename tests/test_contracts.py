@@ -7,13 +7,14 @@ import optax
 import pytest
 
 import invsolve as inv
-from invsolve.problems import poisson
+from invsolve.problems import poisson, tomography
 from helpers import count_compilations
 
 PROBLEMS = {
     "linear-system": lambda: poisson.linear_system(poisson.operator((8, 8), kappa=2.0), jnp.ones((8, 8))),
     "source": lambda: poisson.source_identification((8, 8), 10, 0.01, key=jax.random.key(0)),
     "kappa": lambda: poisson.coefficient_identification((8, 8), None, 0.01, key=jax.random.key(1)),
+    "ct": lambda: tomography.sparse_view(jnp.ones((8, 8)), 6, 0.01, key=jax.random.key(2)),
 }
 SOLVERS = {
     "cg": lambda: inv.solvers.CG(),
@@ -21,6 +22,9 @@ SOLVERS = {
     "pcg-multigrid": lambda: inv.solvers.PCG(inv.solvers.Multigrid(coarsest=16)),
     "map-adam": lambda: inv.solvers.GradientMAP(optax.adam(1e-2), prior=inv.priors.TV(1e-3)),
     "map-lbfgs": lambda: inv.solvers.GradientMAP(optax.lbfgs(), prior=inv.priors.Tikhonov(1e-2, order=1)),
+    "cgls": lambda: inv.solvers.CGLS(),
+    "landweber": lambda: inv.solvers.Landweber(),
+    "chambolle-pock": lambda: inv.solvers.ChambollePock(lam=0.1),
 }
 
 
@@ -35,6 +39,10 @@ def test_contract(pname, sname):
     compatible = all(isinstance(problem, c) for c in solver.requires)
     if not compatible:
         with pytest.raises(inv.ProblemSolverIncompatible, match=type(solver).__name__):
+            inv.solve(problem, solver)
+        return
+    if isinstance(solver, (inv.solvers.CG, inv.solvers.PCG)) and not problem.operator().symmetric:
+        with pytest.raises(ValueError, match="needs a symmetric positive definite operator"):
             inv.solve(problem, solver)
         return
     solver = solver.prepare(problem)
