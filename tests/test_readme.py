@@ -8,11 +8,12 @@ README = Path(__file__).parents[1] / "README.md"
 
 def test_readme_examples_run():
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    assert len(blocks) >= 4
+    assert len(blocks) >= 6
     namespace: dict = {}
     for block in blocks:
         exec(compile(block, str(README), "exec"), namespace)
-    assert namespace["sol"].metrics["rel_l2"] < 0.1
+    # the blocks assert their own numbers; check that the last one really ran
+    assert namespace["tv"].value.shape == (128, 128)
 
 
 def test_readme_starts_with_the_two_commands_ci_runs():
