@@ -73,17 +73,31 @@ def _jit_init(solver, problem, key, max_steps, state, num_steps=0):
     return _init_carry(solver, problem, key, max_steps, state, num_steps)
 
 
+def _loop(solver, problem, carry, max_steps, length: int, record: bool = True):
+    """Step while not done, at most ``length`` times, in one ``lax.while_loop``; the
+    diagnostics of step ``i`` go to row ``i`` of the history (NaN after the last step).
+    A while loop (not a scan with a ``cond`` per step) keeps the state in place: the
+    cond version copied it every step and ran CG 1.6-3x slower than a plain loop."""
+    spec = _info_spec(solver, problem, carry, max_steps)
+    hist = jax.tree.map(lambda s: jnp.full((length, *s.shape), jnp.nan, s.dtype), spec) if record else {}
+
+    def cond(c):
+        return ~c[0].done & (c[2] < length)
+
+    def body(c):
+        carry, hist, i = c
+        new, info = _do_step(solver, problem, carry, max_steps)
+        if record:
+            hist = jax.tree.map(lambda h, v: h.at[i].set(v), hist, info)
+        return new, hist, i + 1
+
+    carry, hist, _ = jax.lax.while_loop(cond, body, (carry, hist, jnp.zeros((), jnp.int32)))
+    return carry, hist
+
+
 @eqx.filter_jit
 def _jit_chunk(solver, problem, carry, max_steps, chunk: int):
-    spec = _info_spec(solver, problem, carry, max_steps)
-
-    def skip(c):
-        return c, jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), spec)
-
-    def body(c, _):
-        return jax.lax.cond(c.done, skip, lambda c: _do_step(solver, problem, c, max_steps), c)
-
-    return jax.lax.scan(body, carry, None, length=chunk)
+    return _loop(solver, problem, carry, max_steps, chunk)
 
 
 @eqx.filter_jit
@@ -232,21 +246,5 @@ class DeviceLoop(eqx.Module):
 
     def run(self, solver, problem, key, max_steps: int, state, throw: bool) -> Solution:
         carry = _init_carry(solver, problem, key, max_steps, state)
-        if self.history:
-            spec = _info_spec(solver, problem, carry, max_steps)
-            hist = jax.tree.map(lambda s: jnp.full((max_steps, *s.shape), jnp.nan, s.dtype), spec)
-        else:
-            hist = {}
-
-        def cond(c):
-            return ~c[0].done
-
-        def body(c):
-            carry, hist = c
-            new, info = _do_step(solver, problem, carry, max_steps)
-            if self.history:
-                hist = jax.tree.map(lambda h, v: h.at[carry.num_steps].set(v), hist, info)
-            return new, hist
-
-        carry, hist = jax.lax.while_loop(cond, body, (carry, hist))
+        carry, hist = _loop(solver, problem, carry, max_steps, max_steps, record=self.history)
         return _finish(problem, solver, carry, hist, {"num_steps": carry.num_steps}, throw, host=False)

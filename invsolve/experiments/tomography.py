@@ -45,7 +45,7 @@ def run_ct(cfg: CTConfig, seed: int) -> Outcome:
     else:
         prob = tomography.limited_angle(x, wedge=cfg.wedge, n_angles=cfg.n_angles, noise=cfg.noise, key=key)
     fbp = tomography.fbp(prob, filter="ramp")
-    cgls = solve(prob, solvers.CGLS(max_steps=cfg.cgls_steps), throw=False)
+    cgls = solve(prob, solvers.CGLS(max_steps=cfg.cgls_steps, rtol=None))  # early stopping
     tv = solve(prob, solvers.ChambollePock(lam=cfg.tv, max_steps=cfg.tv_steps))
     scores = {"fbp": _scores(fbp, x), "cgls": _scores(cgls.value, x), "tv": _scores(tv.value, x)}
     best = max(("cgls", "tv"), key=lambda k: scores[k][0])
