@@ -1,7 +1,12 @@
 import os
 
-import jax
-import pytest
+# pytest-xdist runs two workers on two cores: one XLA thread each, or their thread pools
+# oversubscribe the cores and compute-heavy tests run several times slower. Set before jax
+# is imported; notebook kernels started by the tests inherit it.
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 # Persistent compilation cache: repeated test runs skip most XLA compiles.
