@@ -83,31 +83,30 @@ def _line_coefficients(phi, t, c):
 
 
 def _joseph_forward(x, phi, t):
-    """Line integrals of image ``x`` (N, N) along rays ``phi, t`` of shape (views, bins).
+    """Line integrals of image ``x`` (N, N) along rays ``phi, t`` (any equal shapes).
 
-    One view at a time (``lax.map``): each is a fused gather-and-sum over ``(bins, N)``;
-    vectorising all views at once materialises ``views x bins x N`` temporaries (3x slower
-    on CPU)."""
+    A loop over the ``N`` steps along the major axis; each step gathers the two pixels every
+    ray crosses and accumulates, one fused element-wise pass over the rays. (Measured at
+    256², 180 angles, float32: 10.6 ms, vs 25 ms for one fused gather-and-reduce per view and
+    more for all views at once, which materialises ``views x bins x N`` temporaries.)"""
     n = x.shape[-1]
     c = n // 2
-    # x and x.T side by side, each row padded by a zero on both ends: index 0 and n + 1
-    # are zeros, so a clipped position reads zeros outside the image
+    # x and x.T one after the other, each row padded by a zero on both ends: index 0 and
+    # n + 1 of a row are zeros, so a position clipped to [0, n + 1] reads zeros outside
     stacked = jnp.pad(jnp.stack([x, x.T]), ((0, 0), (0, 0), (1, 1))).reshape(-1)
-    k = jnp.arange(n, dtype=x.dtype)
-    base = jnp.arange(n, dtype=jnp.int32) * (n + 2)
+    p0, b, w, flip = _line_coefficients(phi, t, c)
+    offset = flip.astype(jnp.int32) * (n * (n + 2))  # rows of x.T when the major axis is the column
 
-    def view(args):
-        phi_v, t_v = args
-        p0, b, w, flip = _line_coefficients(phi_v, t_v, c)
-        p = jnp.clip(p0[:, None] + 1 + (k - c) * b[:, None], 0, n + 1)  # (bins, N), padded coords
+    def step(k, acc):
+        p = jnp.clip(p0 + 1 + (k - c) * b, 0, n + 1)  # padded coordinate along row k
         i0 = jnp.floor(p)
         f = p - i0
-        idx = flip[:, None] * (n * (n + 2)) + base + i0.astype(jnp.int32)
-        hi = jnp.minimum(idx + 1, idx - i0.astype(jnp.int32) + n + 1)
-        v = (1 - f) * jnp.take(stacked, idx) + f * jnp.take(stacked, hi)
-        return w * jnp.sum(v, axis=-1)
+        i0 = i0.astype(jnp.int32)
+        lo = offset + k * (n + 2) + i0
+        hi = lo + jnp.minimum(1, n + 1 - i0)  # stays in the row at its last (zero) entry
+        return acc + (1 - f) * jnp.take(stacked, lo) + f * jnp.take(stacked, hi)
 
-    return jax.lax.map(view, (phi, t))
+    return w * jax.lax.fori_loop(0, n, step, jnp.zeros(p0.shape, x.dtype))
 
 
 def _parallel_adjoint(s, angles, n, n_det):
