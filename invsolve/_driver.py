@@ -177,7 +177,7 @@ class HostLoop(eqx.Module):
             diagnostics (floats); for logging, or to stop a run by raising.
     """
 
-    chunk_size: int = 100
+    chunk_size: int = 1000
     progress: bool | None = None
     checkpoint: str | os.PathLike | None = None
     checkpoint_every: int = 1

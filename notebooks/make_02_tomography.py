@@ -3,20 +3,10 @@
 Edit this script, not the notebook, then run ``python notebooks/make_02_tomography.py``.
 """
 
-from pathlib import Path
+from nbgen import Cells, write
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
-cells = []
-
-
-def md(text):
-    cells.append(new_markdown_cell(text.strip()))
-
-
-def code(text):
-    cells.append(new_code_cell(text.strip()))
+cells = Cells()
+md, code = cells.md, cells.code
 
 
 # --------------------------------------------------------------------------------------
@@ -394,19 +384,7 @@ and `invsolve run ct-sparse-view --quick` / `invsolve run ct-limited-angle --qui
 section 3 from the command line.
 """)
 
-for i, cell in enumerate(cells):
-    cell.id = f"cell-{i:02d}"  # stable ids: regenerating gives an identical file
-
-nb = new_notebook(
-    cells=cells,
-    metadata={
-        "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"},
-        "language_info": {"name": "python"},
-    },
-)
+nb = cells.notebook()
 
 if __name__ == "__main__":
-    out = Path(__file__).with_name("02_tomography.ipynb")
-    nbformat.validate(nb)
-    nbformat.write(nb, out)
-    print(f"wrote {out}")
+    write(nb, __file__)
