@@ -162,7 +162,7 @@ class Multigrid(AbstractPreconditioner):
 
     pre_smooth: int = 1
     post_smooth: int = 1
-    coarsest: int = 512
+    coarsest: int = 64
 
     def __check_init__(self):
         for name in ("pre_smooth", "post_smooth"):
