@@ -115,7 +115,7 @@ def test_landweber_converges_to_lstsq_and_step_size():
     assert misfit.shape == (500,) and np.all(np.diff(misfit) <= 1e-12)  # monotone for omega <= 1/||A||^2
     # a given step, passed as step= or step_size=
     s = 0.5 / smax**2
-    a = inv.solve(_problem(M, y), inv.solvers.Landweber(step=s, max_steps=5))
+    a = inv.solve(_problem(M, y), inv.solvers.Landweber(step_size=s, max_steps=5))
     b = inv.solve(_problem(M, y), inv.solvers.Landweber(s, max_steps=5))
     assert float(a.state.step_size) == s and np.array_equal(a.value, b.value)
 
@@ -292,9 +292,8 @@ def test_state_types_stable_and_incompatible_problem(name):
     lambda: inv.solvers.CGLS(atol=float("nan")),
     lambda: inv.solvers.CGLS(damp=-0.1),
     lambda: inv.solvers.CGLS(max_steps=2.5),
-    lambda: inv.solvers.Landweber(step=0.0),
-    lambda: inv.solvers.Landweber(step=-1.0),
-    lambda: inv.solvers.Landweber(step=1.0, step_size=1.0),
+    lambda: inv.solvers.Landweber(step_size=0.0),
+    lambda: inv.solvers.Landweber(step_size=-1.0),
     lambda: inv.solvers.Landweber(max_steps=-3),
     lambda: inv.solvers.Landweber(power_iterations=0),
     lambda: inv.solvers.ChambollePock(lam=-1.0),

@@ -24,7 +24,6 @@ input (float64 for reference tests, float32 by default).
 
 from __future__ import annotations
 
-from typing import Any
 
 import equinox as eqx
 import jax
@@ -580,8 +579,3 @@ def low_dose(x, n_angles: int = 180, photons: float = 1e4, *, key, max_attenuati
     y = -jnp.log(jnp.maximum(counts, 1.0) / photons) / mu
     sigma = 1.0 / (mu * jnp.sqrt(expected))
     return LinearInverse(op, y, GaussianNoise(sigma), x)
-
-
-def problem(x: Any, op: _AbstractProjector, sinogram=None, sigma=1.0) -> LinearInverse:
-    """A CT problem from your own geometry and data (``x`` the truth or None)."""
-    return LinearInverse(op, jnp.asarray(sinogram), GaussianNoise(sigma), x)

@@ -277,7 +277,7 @@ class Landweber(AbstractSolver):
     Args:
         step_size: ``omega``; None (default) uses ``1 / ||A||^2``, ``||A||^2`` estimated in
             ``init`` by ``power_iterations`` power iterations on ``A^T A`` (stored as
-            ``state.step_size``). Also accepted as ``step=``.
+            ``state.step_size``).
         max_steps: number of steps (default 100); the solve always reports success.
         nonneg: project onto ``x >= 0`` after each step.
         power_iterations: iterations of the norm estimate.
@@ -285,23 +285,15 @@ class Landweber(AbstractSolver):
     """
 
     requires: ClassVar = (HasLinearOperator,)
-    step_size: float | None
-    max_steps: int | None
-    nonneg: bool
-    power_iterations: int
-
-    def __init__(self, step_size=None, max_steps=100, nonneg=False, power_iterations=30, *, step=None):
-        if step is not None and step_size is not None:
-            raise ValueError("Landweber: pass the step size once (step or step_size), not both.")
-        self.step_size = step if step is not None else step_size
-        self.max_steps = max_steps
-        self.nonneg = bool(nonneg)
-        self.power_iterations = power_iterations
+    step_size: float | None = None
+    max_steps: int | None = 100
+    nonneg: bool = False
+    power_iterations: int = 30
 
     def __check_init__(self):
-        check_nonneg("Landweber step", self.step_size)
+        check_nonneg("Landweber step_size", self.step_size)
         if self.step_size is not None and not isinstance(self.step_size, jax.core.Tracer) and not float(self.step_size) > 0:
-            raise ValueError(f"Landweber step must be positive (below 2 / ||A||^2), got {self.step_size!r}.")
+            raise ValueError(f"Landweber step_size must be positive (below 2 / ||A||^2), got {self.step_size!r}.")
         check_nonneg("Landweber max_steps", self.max_steps, integer=True)
         check_nonneg("Landweber power_iterations", self.power_iterations, integer=True, allow_none=False)
         if int(self.power_iterations) < 1:
