@@ -1,6 +1,6 @@
 """Drivers run any solver's ``init / step / terminate / postprocess``.
 
-* `HostLoop`: steps in compiled chunks (``lax.scan``), returns to Python between chunks for
+* `HostLoop`: steps in compiled chunks (``lax.while_loop``), returns to Python between chunks for
   the progress bar, checkpoints and resumption. The default for interactive solves.
 * `DeviceLoop`: one ``lax.while_loop``; works under ``jit`` and ``vmap`` (and, through
   `invsolve.linalg.linear_solve`, under ``grad`` by implicit differentiation).
@@ -168,7 +168,7 @@ class HostLoop(eqx.Module):
     """Run a solver in compiled chunks of ``chunk_size`` steps with Python in between.
 
     Args:
-        chunk_size: steps per compiled ``lax.scan`` call.
+        chunk_size: at most this many steps per compiled call (one ``lax.while_loop``).
         progress: show a tqdm bar with the latest loss/residual (None: only on a terminal).
         checkpoint: path of an ``.npz`` file. Written every ``checkpoint_every`` chunks; if it
             exists when the solve starts (with the same structure), the solve resumes from it.
