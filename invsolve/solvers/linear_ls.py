@@ -89,6 +89,12 @@ def _start_vector(shape, dtype):
 _NORM_MARGIN = 1.05
 
 
+def _check_power_iterations(solver: str, n) -> None:
+    check_nonneg(f"{solver} power_iterations", n, integer=True, allow_none=False)
+    if int(n) < 1:
+        raise ValueError(f"{solver} power_iterations must be at least 1.")
+
+
 def power_norm_sq(normal, shape, dtype, iterations: int) -> jax.Array:
     """Estimate ``lambda_max(M) = ||K||^2`` for ``M = K^T K`` given as ``normal(v) = M v``.
 
@@ -295,9 +301,7 @@ class Landweber(AbstractSolver):
         if self.step_size is not None and not isinstance(self.step_size, jax.core.Tracer) and not float(self.step_size) > 0:
             raise ValueError(f"Landweber step_size must be positive (below 2 / ||A||^2), got {self.step_size!r}.")
         check_nonneg("Landweber max_steps", self.max_steps, integer=True)
-        check_nonneg("Landweber power_iterations", self.power_iterations, integer=True, allow_none=False)
-        if int(self.power_iterations) < 1:
-            raise ValueError("Landweber power_iterations must be at least 1.")
+        _check_power_iterations("Landweber", self.power_iterations)
 
     def default_max_steps(self, problem):
         return 100
@@ -404,9 +408,7 @@ class ChambollePock(AbstractSolver):
         check_nonneg("ChambollePock op_norm", self.op_norm)
         if self.op_norm is not None and not isinstance(self.op_norm, jax.core.Tracer) and not float(self.op_norm) > 0:
             raise ValueError(f"ChambollePock op_norm must be positive, got {self.op_norm!r}.")
-        check_nonneg("ChambollePock power_iterations", self.power_iterations, integer=True, allow_none=False)
-        if int(self.power_iterations) < 1:
-            raise ValueError("ChambollePock power_iterations must be at least 1.")
+        _check_power_iterations("ChambollePock", self.power_iterations)
 
     def default_max_steps(self, problem):
         return 500
