@@ -434,7 +434,8 @@ def rebin_fan_to_parallel(sino, op: FanBeam, n_angles=None):
     """Resample a full-scan (2 pi, uniformly spaced views) fan-beam sinogram onto parallel
     rays ``(theta, t)``, ``theta`` in ``[0, pi)``, ``t`` on the unit detector grid, by bilinear
     interpolation in (view, bin): the parallel ray is the fan ray with
-    ``gamma = arcsin(t / D)``, ``beta = theta - gamma``. Returns ``(sinogram, thetas)``."""
+    ``gamma = arcsin(t / D)``, ``beta = theta - gamma``. Leading axes of ``sino`` batch.
+    Returns ``(sinogram, thetas)``."""
     beta = np.asarray(op.angles, float)
     nv = beta.size
     steps = np.diff(np.concatenate([beta, [beta[0] + 2 * np.pi]]))
@@ -458,11 +459,11 @@ def rebin_fan_to_parallel(sino, op: FanBeam, n_angles=None):
     fb, fj = b - b0, j - j0
     b0 = jnp.mod(b0.astype(jnp.int32), nv)
     b1 = jnp.mod(b0 + 1, nv)
-    sp = jnp.pad(sino, ((0, 0), (1, 1)))
+    sp = jnp.pad(sino, [(0, 0)] * (sino.ndim - 1) + [(1, 1)])
     j0 = jnp.clip(j0.astype(jnp.int32) + 1, 0, op.n_detectors + 1)
     j1 = jnp.minimum(j0 + 1, op.n_detectors + 1)
-    par = ((1 - fb) * ((1 - fj) * sp[b0, j0] + fj * sp[b0, j1])
-           + fb * ((1 - fj) * sp[b1, j0] + fj * sp[b1, j1]))
+    par = ((1 - fb) * ((1 - fj) * sp[..., b0, j0] + fj * sp[..., b0, j1])
+           + fb * ((1 - fj) * sp[..., b1, j0] + fj * sp[..., b1, j1]))
     return par, thetas
 
 
@@ -491,9 +492,7 @@ def fbp(problem_or_sinogram, op=None, filter: str | None = "ramp"):
         raise ValueError(f"the sinogram has shape {tuple(sino.shape)}; the geometry expects (..., {op.sino_shape[0]}, "
                          f"{op.sino_shape[1]}).")
     if isinstance(op, FanBeam):
-        rebin = lambda s: rebin_fan_to_parallel(s, op)  # noqa: E731
-        angles = rebin(sino.reshape(-1, *op.sino_shape)[0])[1]
-        sino = op._batched(lambda s: rebin(s)[0], sino, 2)
+        sino, angles = rebin_fan_to_parallel(sino, op)
     else:
         angles = op.angles
     filtered = filter_sinogram(sino, filter)
