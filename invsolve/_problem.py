@@ -146,3 +146,83 @@ class LinearInverse(HasLinearOperator):
     def with_observations(self, y_obs) -> "LinearInverse":
         """The same problem with other data (e.g. another noise draw)."""
         return LinearInverse(self.A, jnp.asarray(y_obs, self.y_obs.dtype), self.noise, self.x_true)
+
+
+class HasResidual(AbstractProblem):
+    """A problem a physics-informed solver can take: a differential-equation residual on a
+    box, extra conditions (boundary values, observations), and optional unknown constants.
+
+    The field ``u`` (the solver supplies a network) maps a batch of points ``x`` of shape
+    ``(n, dim)`` row by row to values ``(n, n_out)``: each row depends only on its own point,
+    so derivatives along a direction are one forward-mode pass over the whole batch
+    (`directional_derivatives`). ``theta`` are the unknown constants in physical units
+    (``constrain(raw)`` of the trainable raw values, ``{}`` when there are none).
+
+    Subclasses provide ``lower``/``upper`` (the box, shape ``(dim,)``), ``n_out`` and
+    `residual`; the rest has defaults.
+    """
+
+    n_out: eqx.AbstractClassVar[int]
+
+    @abc.abstractmethod
+    def residual(self, u, theta, x):
+        """The scaled residual at the points ``x`` (n, dim): an array of shape (n,) or (n, n_eq)."""
+
+    def conditions(self, u, theta) -> dict:
+        """Named residual arrays of the side conditions (scaled); the loss adds their mean
+        squares. Default: none."""
+        return {}
+
+    def scale_input(self, x):
+        """The network's input for points ``x`` (n, dim); default maps the box to [-1, 1]^dim."""
+        lo, hi = jnp.asarray(self.lower), jnp.asarray(self.upper)
+        return 2.0 * (x - lo) / (hi - lo) - 1.0
+
+    def transform(self, x, out, theta):
+        """Field values at ``x`` (n, dim) from the network's raw output ``out`` (n, n_out):
+        where bounds or hard boundary conditions are imposed (row by row). Default: identity."""
+        return out
+
+    def init_params(self) -> dict:
+        """Initial raw values of the unknown constants (default: none)."""
+        return {}
+
+    def constrain(self, raw) -> dict:
+        """Physical unknowns from raw trainable values (default: identity)."""
+        return raw
+
+    def collocation(self, n: int, key=None):
+        """``n`` collocation points (n, dim): a Hammersley set scaled to the box, or
+        uniform random points when ``key`` is given (resampling)."""
+        lo, hi = jnp.asarray(self.lower), jnp.asarray(self.upper)
+        if key is None:
+            from .solvers._sampling import hammersley
+
+            unit = jnp.asarray(hammersley(n, lo.shape[0]), lo.dtype)
+        else:
+            unit = jax.random.uniform(key, (n, lo.shape[0]), lo.dtype)
+        return lo + unit * (hi - lo)
+
+    def warmup_data(self):
+        """``(x (n, dim), target (n, n_out))`` to fit before the physics (or None)."""
+        return None
+
+    @property
+    def field_scale(self):
+        """Multiplies field errors in data-fit losses so they are O(1) (default 1)."""
+        return 1.0
+
+    def evaluate(self, u, theta) -> dict:
+        """The estimate reported in `Solution.value`: the unknowns and the field on the
+        problem's evaluation points (subclasses choose)."""
+        return dict(theta)
+
+
+def directional_derivatives(f, x, v):
+    """``(f(x), Df(x) v, D^2 f(x)[v, v])`` by nested forward mode: one pass for a first and
+    second derivative along ``v`` (e.g. ``T, T_x, T_xx`` with ``v = e_x``). For a row-wise
+    ``f`` on a batch ``x`` (n, dim), ``v`` of shape (n, dim) gives every row's derivatives
+    at once."""
+    first = lambda y: jax.jvp(f, (y,), (v,))
+    (fx, dfx), (_, d2fx) = jax.jvp(first, (x,), (v,))
+    return fx, dfx, d2fx

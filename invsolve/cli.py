@@ -37,6 +37,11 @@ def _cmd_run(args) -> int:
     from .plot import plot_fields, plot_history
 
     cfg = exp.quick if args.quick else exp.full
+    try:
+        cfg = _override(cfg, args.set)
+    except ValueError as e:
+        print(f"invsolve: {e}", file=sys.stderr)
+        return 2
     out = args.out or os.path.join("runs", exp.name)
     os.makedirs(out, exist_ok=True)
     print(f"invsolve: running {exp.name} ({'quick' if args.quick else 'full'}, seed {args.seed}) -> {out}",
@@ -72,6 +77,24 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _override(cfg, assignments):
+    """``cfg`` with ``name=value`` assignments applied (values parsed as Python literals,
+    else kept as strings), e.g. ``--set noise=0 --set seeds=1``."""
+    import ast
+
+    fields = {f.name for f in dataclasses.fields(cfg)}
+    changes = {}
+    for item in assignments or ():
+        name, sep, text = item.partition("=")
+        if not sep or name not in fields:
+            raise ValueError(f"--set expects NAME=VALUE with NAME one of {', '.join(sorted(fields))}; got {item!r}.")
+        try:
+            changes[name] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            changes[name] = text
+    return dataclasses.replace(cfg, **changes)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="invsolve", description="Scientific inverse problems in JAX.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -81,6 +104,8 @@ def main(argv=None) -> int:
     run.add_argument("--quick", action="store_true", help="CPU-scale settings (about a minute)")
     run.add_argument("--out", default=None, help="output folder (default runs/NAME)")
     run.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    run.add_argument("--set", action="append", metavar="NAME=VALUE",
+                     help="override a configuration field, e.g. --set noise=0 (repeatable)")
     run.set_defaults(func=_cmd_run)
     args = parser.parse_args(argv)
     return args.func(args)

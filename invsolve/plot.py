@@ -20,13 +20,18 @@ def _as_image(a):
 
 
 def plot_fields(path, fields: dict, *, points=None, title: str | None = None) -> None:
-    """One panel per named 2D field (3D: the middle slice along the first axis).
+    """One panel per named 2D field (3D: the middle slice along the first axis; 1D: a line).
 
     ``points``: optional (n, 2) array of (row, col) positions drawn on the first panel.
     """
     plt = _plt()
     fig, axes = plt.subplots(1, len(fields), figsize=(3.6 * len(fields), 3.3), squeeze=False)
     for ax, (name, a) in zip(axes[0], fields.items()):
+        if np.ndim(a) == 1:  # a profile
+            ax.plot(np.asarray(a))
+            ax.set_title(name)
+            ax.grid(alpha=0.3)
+            continue
         img = _as_image(a)
         kw = {"cmap": "viridis"}
         if "error" in name:  # diverging map centred on zero

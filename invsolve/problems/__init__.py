@@ -1,9 +1,9 @@
 """Forward models and inverse problems."""
 
 from .._problem import (
-    AbstractProblem, GaussianNoise, HasForward, HasLinearOperator, LinearInverse, LinearSystem,
+    AbstractProblem, GaussianNoise, HasForward, HasLinearOperator, HasResidual, LinearInverse, LinearSystem,
 )
-from . import phantoms, poisson, tomography
+from . import flame, phantoms, poisson, tomography, tumor
 
-__all__ = ["AbstractProblem", "GaussianNoise", "HasForward", "HasLinearOperator", "LinearInverse",
-           "LinearSystem", "phantoms", "poisson", "tomography"]
+__all__ = ["AbstractProblem", "GaussianNoise", "HasForward", "HasLinearOperator", "HasResidual", "LinearInverse",
+           "LinearSystem", "flame", "phantoms", "tumor", "poisson", "tomography"]

@@ -14,7 +14,7 @@ else float32. Units: ``kappa`` [conductivity], ``f`` [source per volume], ``u`` 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import equinox as eqx
 import jax
@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._linop import AbstractLinearOperator
-from .._problem import GaussianNoise, HasForward, LinearSystem
+from .._problem import GaussianNoise, HasForward, HasResidual, LinearSystem, directional_derivatives
 
 BOUNDARY_TYPES = ("dirichlet", "neumann")
 
@@ -473,3 +473,78 @@ def coefficient_identification(
     return _build("kappa", shape, n_sensors, noise, k_rest, None, f, bc, obstacles, lengths,
                   theta_true=jnp.log(kappa), x_true=kappa, theta0=jnp.full(shape, np.log(kappa_init)),
                   linear_solver=linear_solver)
+
+
+# --------------------------------------------------------------------------------------
+# a physics-informed (mesh-free) Poisson problem with a manufactured solution
+# --------------------------------------------------------------------------------------
+def manufactured_solution(x):
+    """``u*(x, y) = sin(pi x) sin(pi y) + x y`` on the unit square (x: (n, 2))."""
+    return jnp.sin(jnp.pi * x[:, 0]) * jnp.sin(jnp.pi * x[:, 1]) + x[:, 0] * x[:, 1]
+
+
+class PoissonPINN(HasResidual):
+    """``-laplace(u) = f`` on ``[0, 1]^2``, ``u = g`` on the boundary, with the manufactured
+    solution `manufactured_solution` (``f = 2 pi^2 sin(pi x) sin(pi y)``, ``g = x y``): a
+    mesh-free problem for `invsolve.solvers.PINN`. With ``hard_bc`` the network's output
+    ``z`` becomes ``u = x y + x (1 - x) y (1 - y) z``, which meets the boundary condition
+    exactly; otherwise ``n_boundary`` boundary points are penalised (condition ``"bc"``).
+    `Solution.value` is ``{"u": u on an n_eval x n_eval grid}``; metrics ``rel_l2``.
+    """
+
+    n_out: ClassVar[int] = 1
+    hard_bc: bool = eqx.field(static=True, default=False)
+    n_boundary: int = eqx.field(static=True, default=128)
+    n_eval: int = eqx.field(static=True, default=33)
+
+    @property
+    def lower(self):
+        return jnp.zeros(2)
+
+    @property
+    def upper(self):
+        return jnp.ones(2)
+
+    @property
+    def y_obs(self):
+        return None
+
+    def _grid(self):
+        t = jnp.linspace(0.0, 1.0, self.n_eval)
+        return jnp.stack(jnp.meshgrid(t, t, indexing="ij"), -1).reshape(-1, 2)
+
+    @property
+    def x_true(self):
+        return manufactured_solution(self._grid()).reshape(self.n_eval, self.n_eval)
+
+    def transform(self, x, out, theta):
+        if not self.hard_bc:
+            return out
+        bubble = x[:, 0] * (1 - x[:, 0]) * x[:, 1] * (1 - x[:, 1])
+        return (x[:, 0] * x[:, 1] + bubble * out[:, 0])[:, None]
+
+    def residual(self, u, theta, x):
+        f = lambda y: u(y)[:, 0]
+        lap = 0.0
+        for axis in range(2):
+            _, _, d2 = directional_derivatives(f, x, jnp.zeros_like(x).at[:, axis].set(1.0))
+            lap = lap + d2
+        source = 2 * jnp.pi**2 * jnp.sin(jnp.pi * x[:, 0]) * jnp.sin(jnp.pi * x[:, 1])
+        return -lap - source
+
+    def conditions(self, u, theta):
+        if self.hard_bc:
+            return {}
+        s = (jnp.arange(self.n_boundary) + 0.5) / self.n_boundary * 4.0  # perimeter coordinate
+        side, t = jnp.floor(s), s - jnp.floor(s)
+        xb = jnp.stack([jnp.select([side == 0, side == 1, side == 2], [t, 1.0, 1 - t], 0.0),
+                        jnp.select([side == 0, side == 1, side == 2], [0.0, t, 1.0], 1 - t)], -1)
+        return {"bc": u(xb)[:, 0] - xb[:, 0] * xb[:, 1]}
+
+    def evaluate(self, u, theta):
+        return {"u": u(self._grid())[:, 0].reshape(self.n_eval, self.n_eval)}
+
+    def metrics(self, value):
+        from ..metrics import rel_l2
+
+        return {"rel_l2": rel_l2(value["u"], self.x_true)}

@@ -4,6 +4,7 @@ from .krylov import CG, PCG, Identity, Jacobi, AbstractPreconditioner
 from .linear_ls import CGLS, ChambollePock, Landweber
 from .map import GradientMAP
 from .multigrid import Multigrid
+from .pinn import PINN
 
 __all__ = ["CG", "PCG", "Identity", "Jacobi", "AbstractPreconditioner", "Multigrid", "GradientMAP",
-           "CGLS", "Landweber", "ChambollePock"]
+           "CGLS", "Landweber", "ChambollePock", "PINN"]

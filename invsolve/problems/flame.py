@@ -1,0 +1,580 @@
+"""1D laminar premixed flames: the freely-propagating flame of FlamePINN-1D (Case 1).
+
+Wu et al., "FlamePINN-1D: Physics-informed neural networks to solve forward and inverse
+problems of 1D laminar flames" (code: github.com/CAME-THU/FlamePINN-1D, Case 1,
+``freely_prop_simple``). Steady, one-dimensional, unity Lewis number, one-step chemistry:
+
+- continuity ``rho u = rho_in s_L``; momentum ``p + rho u^2 = const``; ideal gas
+  ``p = rho R_g T`` with ``R_g = R / W``, hence (subsonic root)
+  ``u(T) = 1/2 [(s_L + R_g T_in / s_L) - sqrt((s_L + R_g T_in / s_L)^2 - 4 R_g T)]``
+  and ``rho = rho_in s_L / u``;
+- fuel ``Y_F = Y_F,in + c_p (T_in - T) / q_F`` with ``Y_F,in = phi / (phi + 4)``;
+- energy ``rho_in s_L c_p T' = lambda T'' + q_F omega``,
+  ``omega = A exp(-E_a / (R T)) (rho Y_F)^nu``;
+- on ``x in [0, L]``: ``T(0) = T_in`` and ``T'(0) = G``. The flame speed ``s_L`` is the
+  eigenvalue that lets the profile settle at the adiabatic temperature
+  ``T_max = T_in + q_F Y_F,in / c_p``.
+
+Units are SI throughout (m, s, K, Pa, kg, J, mol). `solve_reference` computes ``s_L`` and
+``T(x)`` in float64 by Newton's method on second-order finite differences with grid
+refinement; `forward_problem` and `inverse` build the PINN problems of the paper.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._problem import HasResidual, directional_derivatives
+
+ATM = 101325.0  # Pa
+_ALIASES = {"lambda": "lam"}  # user-facing unknown names -> field names
+
+
+def _f64(x):
+    return jnp.asarray(x, dtype=jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
+
+
+class FreelyPropagating(eqx.Module):
+    """A freely-propagating premixed flame (FlamePINN-1D Case 1); every field is an array, so
+    ``jax.grad`` reaches each of them.
+
+    Attributes (SI units; defaults are the paper's):
+        phi: equivalence ratio (0.40 ... 0.50 in the paper).
+        p: pressure [Pa] (1 and 1.2 atm in the paper).
+        T_in: inlet temperature [K] (298; 300 ... 600 in the paper's T_in sweep).
+        lam: thermal conductivity lambda [W/m/K]; cp: heat capacity [J/kg/K];
+        qF: fuel heating value [J/kg]; A: pre-exponential factor; Ea: activation energy
+        [J/mol]; nu: reaction order; W: molar mass [kg/mol]; R: gas constant [J/mol/K];
+        grad_T_in: inlet temperature gradient G [K/m]; L: domain length [m].
+    """
+
+    phi: jax.Array = eqx.field(default=0.42, converter=_f64)
+    p: jax.Array = eqx.field(default=ATM, converter=_f64)
+    T_in: jax.Array = eqx.field(default=298.0, converter=_f64)
+    lam: jax.Array = eqx.field(default=0.026, converter=_f64)
+    cp: jax.Array = eqx.field(default=1000.0, converter=_f64)
+    qF: jax.Array = eqx.field(default=5.0e7, converter=_f64)
+    A: jax.Array = eqx.field(default=1.4e8, converter=_f64)
+    Ea: jax.Array = eqx.field(default=1.214172e5, converter=_f64)
+    nu: jax.Array = eqx.field(default=1.6, converter=_f64)
+    W: jax.Array = eqx.field(default=28.97e-3, converter=_f64)
+    R: jax.Array = eqx.field(default=8.3145, converter=_f64)
+    grad_T_in: jax.Array = eqx.field(default=1.0e5, converter=_f64)
+    L: jax.Array = eqx.field(default=1.5e-3, converter=_f64)
+
+    def __check_init__(self):
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, jax.core.Tracer) or f.name in ("grad_T_in",):
+                continue
+            if not bool(jnp.all(jnp.isfinite(v))) or not bool(jnp.all(v > 0)):
+                raise ValueError(
+                    f"FreelyPropagating: {f.name} must be positive and finite, got {np.asarray(v)!r}."
+                )
+
+    # derived quantities -------------------------------------------------------------
+    @property
+    def R_g(self):
+        """Specific gas constant R / W [J/kg/K]."""
+        return self.R / self.W
+
+    @property
+    def rho_in(self):
+        """Inlet density p / (R_g T_in) [kg/m^3]."""
+        return self.p / (self.R_g * self.T_in)
+
+    @property
+    def Y_in(self):
+        """Inlet fuel mass fraction phi / (phi + 4)."""
+        return self.phi / (self.phi + 4.0)
+
+    @property
+    def T_max(self):
+        """Adiabatic flame temperature T_in + q_F Y_F,in / c_p [K]."""
+        return self.T_in + self.qF * self.Y_in / self.cp
+
+    def replace(self, **changes) -> "FreelyPropagating":
+        """A copy with some fields changed (``"lambda"`` is accepted for ``lam``)."""
+        changes = {_ALIASES.get(k, k): v for k, v in changes.items()}
+        return dataclasses.replace(self, **changes)
+
+    # the model ----------------------------------------------------------------------
+    def velocity(self, T, s_L):
+        """u(T) [m/s] from continuity, momentum and the ideal gas law (subsonic root)."""
+        c = s_L + self.R_g * self.T_in / s_L
+        return 0.5 * (c - jnp.sqrt(c * c - 4.0 * self.R_g * T))
+
+    def density(self, T, s_L):
+        """rho = rho_in s_L / u [kg/m^3]."""
+        return self.rho_in * s_L / self.velocity(T, s_L)
+
+    def fuel(self, T):
+        """Fuel mass fraction Y_F = Y_F,in + c_p (T_in - T) / q_F (clipped at 0)."""
+        return jnp.maximum(self.Y_in + self.cp * (self.T_in - T) / self.qF, 0.0)
+
+    def reaction_rate(self, T, s_L):
+        """omega = A exp(-E_a / (R T)) (rho Y_F)^nu [kg/m^3/s]."""
+        rho_y = self.density(T, s_L) * self.fuel(T)
+        safe = jnp.where(rho_y > 0, rho_y, 1.0)
+        return jnp.where(rho_y > 0, self.A * jnp.exp(-self.Ea / (self.R * T)) * safe**self.nu, 0.0)
+
+    def energy_residual(self, T, dT, d2T, s_L):
+        """``T' - (lambda T'' + q_F omega) / (rho_in s_L c_p)`` [K/m], the paper's form."""
+        m_cp = self.rho_in * s_L * self.cp
+        return dT - (self.lam * d2T + self.qF * self.reaction_rate(T, s_L)) / m_cp
+
+
+# --------------------------------------------------------------------------------------
+# reference solver: Newton on second-order finite differences, T(x) and s_L together
+# --------------------------------------------------------------------------------------
+class FlameSolution(eqx.Module):
+    """A converged flame. ``x`` [m] is the finest grid, ``T`` [K], ``u`` [m/s],
+    ``rho`` [kg/m^3], ``Y_F`` [-], ``omega`` [kg/m^3/s] on it; ``s_L`` [m/s];
+    ``s_L_grids`` the flame speed on each grid of the refinement (coarse to fine)."""
+
+    s_L: jax.Array
+    x: jax.Array
+    T: jax.Array
+    u: jax.Array
+    rho: jax.Array
+    Y_F: jax.Array
+    omega: jax.Array
+    case: FreelyPropagating
+    s_L_grids: Any = None
+    newton_steps: Any = None
+
+    def interp(self, x, name: str = "T"):
+        """Linear interpolation of a field (default T) at points ``x`` [m]."""
+        return jnp.interp(jnp.asarray(x), self.x, getattr(self, name))
+
+
+class NewtonFailed(RuntimeError):
+    """The reference Newton solve did not converge."""
+
+
+def _residual(case, T, s):
+    """Discrete equations F(T, s) (n,) and the inlet-gradient condition g(T) (scalar).
+
+    Rows: ``T_0 - T_in``; interior ``lambda D2 T - m c_p D1 T + q_F omega`` (central
+    differences); outlet ``T'(L) = 0`` through a mirrored ghost point. Interior and outlet
+    rows are divided by ``rho_in c_p`` (units K m/s / m) so Newton sees O(1) rows.
+    """
+    n = T.shape[0]
+    h = case.L / (n - 1)
+    scale = case.rho_in * case.cp
+    m_cp = case.rho_in * s * case.cp
+    src = case.qF * case.reaction_rate(T, s)
+    Tm = jnp.concatenate([T[:1], T[:-1]])
+    Tp = jnp.concatenate([T[1:], T[-2:-1]])  # ghost T_n = T_{n-2}: zero gradient at x = L
+    F = (case.lam * (Tp - 2 * T + Tm) / h**2 - m_cp * (Tp - Tm) / (2 * h) + src) / scale
+    F = F.at[0].set(T[0] - case.T_in)
+    g = ((-3 * T[0] + 4 * T[1] - T[2]) / (2 * h) - case.grad_T_in) / case.grad_T_in
+    return F, g
+
+
+def _jacobian(case, T, s):
+    """The bordered-tridiagonal Newton matrix [[A, c], [r^T, 0]] of `_residual`, by probing
+    ``jax.linearize`` with three colourings of the grid."""
+    n = T.shape[0]
+    (F, g), lin = jax.linearize(lambda T_, s_: _residual(case, T_, s_), T, s)
+    idx = jnp.arange(n)
+    cols = [lin(((idx % 3) == k).astype(T.dtype), jnp.zeros_like(s))[0] for k in range(3)]
+    pick = lambda off: jnp.stack(cols)[(idx + off) % 3, idx]
+    d, dl, du = pick(0), pick(-1), pick(1)
+    dl, du = dl.at[0].set(0.0), du.at[-1].set(0.0)
+    c = lin(jnp.zeros_like(T), jnp.ones_like(s))[0]
+    r = jax.grad(lambda T_: _residual(case, T_, s)[1])(T)
+    return (F, g), (dl, d, du, c, r)
+
+
+def _bordered_solve(dl, d, du, c, r, f, g):
+    """Solve [[A, c], [r^T, 0]] [dx; ds] = [f; g] with A tridiagonal (O(n))."""
+    ab = jax.lax.linalg.tridiagonal_solve(dl, d, du, jnp.stack([f, c], axis=1))
+    a, b = ab[:, 0], ab[:, 1]
+    ds = (r @ a - g) / (r @ b)
+    return a - ds * b, ds
+
+
+def _newton(case, T, s, tol, max_iter):
+    """Damped Newton with backtracking on ||F||; returns (T, s, iterations, last update)."""
+
+    def norm(T_, s_):
+        F, g = _residual(case, T_, s_)
+        return jnp.sqrt(jnp.mean(F[1:] ** 2) + g**2)
+
+    def body(carry):
+        T, s, k, _ = carry
+        (F, g), (dl, d, du, c, r) = _jacobian(case, T, s)
+        dT, ds = _bordered_solve(dl, d, du, c, r, -F, -g)
+        f0 = norm(T, s)
+
+        def shrink(t):
+            return t * 0.5
+
+        def not_ok(t):
+            Tn, sn = T + t * dT, s + t * ds
+            fn = norm(Tn, sn)
+            bad = ~jnp.isfinite(fn) | (sn <= 0) | (fn > (1 - 1e-4 * t) * f0)
+            return bad & (t > 1e-4)
+
+        t = jax.lax.while_loop(not_ok, shrink, jnp.ones_like(s))
+        T, s = T + t * dT, s + t * ds
+        upd = jnp.maximum(jnp.max(jnp.abs(t * dT)) / case.T_max, jnp.abs(t * ds) / s)
+        return T, s, k + 1, upd
+
+    def cond(carry):
+        _, _, k, upd = carry
+        return (upd > tol) & (k < max_iter) & jnp.isfinite(upd)
+
+    return jax.lax.while_loop(cond, body, (T, s, 0, jnp.ones_like(s)))
+
+
+@jax.custom_vjp
+def _solve_grid(case, T0, s0):
+    T, s, _, _ = _newton_jit(case, T0, s0, 1e-12, 100)
+    return T, s
+
+
+def _solve_grid_fwd(case, T0, s0):
+    T, s = _solve_grid(case, T0, s0)
+    return (T, s), (case, T, s)
+
+
+def _solve_grid_bwd(res, ct):
+    """Implicit differentiation: F(z*, case) = 0  =>  case_bar = -(dF/dcase)^T J^{-T} z_bar."""
+    case, T, s = res
+    T_bar, s_bar = ct
+    _, (dl, d, du, c, r) = _jacobian(case, T, s)
+    # J^T = [[A^T, r], [c^T, 0]]: the same bordered structure with A transposed.
+    dlT = jnp.concatenate([jnp.zeros_like(du[:1]), du[:-1]])
+    duT = jnp.concatenate([dl[1:], jnp.zeros_like(dl[:1])])
+    w, mu = _bordered_solve(dlT, d, duT, r, c, T_bar, s_bar)
+    _, vjp = jax.vjp(lambda cs: _residual(cs, T, s), case)
+    (case_bar,) = vjp((-w, -mu))
+    return case_bar, jnp.zeros_like(T), jnp.zeros_like(s)
+
+
+_solve_grid.defvjp(_solve_grid_fwd, _solve_grid_bwd)
+_newton_jit = jax.jit(_newton, static_argnums=(4,))
+
+
+def _initial_guess(case, n, s0):
+    """Preheat-zone exponential T_in + G/k (e^{kx} - 1), k = rho_in s c_p / lambda, capped
+    smoothly at T_max."""
+    x = jnp.linspace(0.0, 1.0, n) * case.L
+    k = case.rho_in * s0 * case.cp / case.lam
+    rise = case.grad_T_in / k * jnp.expm1(jnp.minimum(k * x, 50.0))
+    dT = case.T_max - case.T_in
+    return case.T_in + dT * jnp.tanh(rise / dT)
+
+
+def solve_reference(
+    case: FreelyPropagating,
+    *,
+    n_grid: int = 1001,
+    rtol: float = 1e-7,
+    max_refinements: int = 8,
+    s_L_guess: float = 0.3,
+    newton_tol: float = 1e-12,
+    max_newton: int = 100,
+) -> FlameSolution:
+    """The converged flame speed and profiles of ``case`` (float64).
+
+    Newton's method on ``T(x)`` and ``s_L`` together (second-order central differences on
+    a uniform grid of ``n_grid`` points; the inlet gradient condition, second-order one-sided,
+    closes the eigenvalue), then the grid is doubled, starting from the interpolated
+    solution, until ``s_L`` changes by less than ``rtol`` relative. ``jax.grad`` of the
+    result with respect to ``case`` differentiates the finest-grid equations implicitly
+    (one transposed bordered-tridiagonal solve). Runs on the host (not inside ``jit``).
+
+    Raises:
+        NewtonFailed: when Newton stalls (the message gives the residual reached) or the
+            grid refinement does not converge within ``max_refinements`` doublings.
+    """
+    if not jax.config.jax_enable_x64:
+        raise ValueError(
+            "flame.solve_reference computes in float64; enable it first with "
+            "jax.config.update('jax_enable_x64', True)."
+        )
+    if not isinstance(case, FreelyPropagating):
+        raise TypeError(f"solve_reference expects a flame.FreelyPropagating case, got {type(case).__name__}.")
+    if n_grid < 5:
+        raise ValueError(f"n_grid must be at least 5, got {n_grid}.")
+    host = jax.lax.stop_gradient(case)
+    s = jnp.asarray(float(s_L_guess))
+    T = _initial_guess(host, n_grid, s)
+    speeds, steps = [], []
+    n = n_grid
+    for level in range(max_refinements + 1):
+        if level:
+            n = 2 * (n - 1) + 1
+            xo = jnp.linspace(0.0, 1.0, T.shape[0])
+            T = jnp.interp(jnp.linspace(0.0, 1.0, n), xo, T)
+        T, s, k, upd = _newton_jit(host, T, s, newton_tol, max_newton)
+        F, g = _residual(host, T, s)
+        res = float(jnp.sqrt(jnp.mean(F[1:] ** 2) + g**2))
+        if not (float(upd) <= newton_tol and np.isfinite(res)):
+            raise NewtonFailed(
+                f"flame.solve_reference: Newton did not converge on {n} points after {int(k)} "
+                f"iterations (last relative update {float(upd):.2e}, residual norm {res:.3e}, "
+                f"s_L = {float(s):.6g} m/s). Try another s_L_guess or a finer n_grid."
+            )
+        speeds.append(float(s))
+        steps.append(int(k))
+        if level and abs(speeds[-1] - speeds[-2]) <= rtol * abs(speeds[-1]):
+            break
+    else:
+        raise NewtonFailed(
+            f"flame.solve_reference: s_L still changed by {abs(speeds[-1] - speeds[-2]) / speeds[-1]:.2e} "
+            f"(relative) after {max_refinements} grid doublings ({n} points); raise max_refinements."
+        )
+    T, s = _solve_grid(case, T, s)  # differentiable in ``case``; converges in one step
+    x = jnp.linspace(0.0, 1.0, n) * case.L
+    return FlameSolution(
+        s_L=s, x=x, T=T, u=case.velocity(T, s), rho=case.density(T, s), Y_F=case.fuel(T),
+        omega=case.reaction_rate(T, s), case=case, s_L_grids=tuple(speeds), newton_steps=tuple(steps),
+    )
+
+
+# The paper's cases and the repository's stored flame speeds s_L [m/s], keyed by
+# (p [atm], phi, T_in [K]): first-order shooting on 1e4 points, 4.5e-4 ... 7.7e-4 above the
+# converged values (FlamePINN-1D, freely_prop_simple/ref_solution/results/*/data/sL.npy).
+PAPER_SPEEDS = {
+    (1.0, 0.40, 298.0): 0.26794, (1.0, 0.42, 298.0): 0.29293, (1.0, 0.44, 298.0): 0.31815,
+    (1.0, 0.46, 298.0): 0.34354, (1.0, 0.48, 298.0): 0.36904, (1.0, 0.50, 298.0): 0.39461,
+    (1.2, 0.40, 298.0): 0.25847, (1.2, 0.42, 298.0): 0.28257, (1.2, 0.44, 298.0): 0.30689,
+    (1.2, 0.46, 298.0): 0.33137, (1.2, 0.48, 298.0): 0.35596, (1.2, 0.50, 298.0): 0.38062,
+    (1.0, 0.40, 300.0): 0.27019, (1.0, 0.40, 350.0): 0.32850, (1.0, 0.40, 400.0): 0.39119,
+    (1.0, 0.40, 450.0): 0.45851, (1.0, 0.40, 500.0): 0.53076, (1.0, 0.40, 550.0): 0.60822,
+    (1.0, 0.40, 600.0): 0.69125,
+}
+PAPER_PHI_CASES = [(p, phi) for p in (1.0, 1.2) for phi in (0.40, 0.42, 0.44, 0.46, 0.48, 0.50)]
+
+
+# --------------------------------------------------------------------------------------
+# PINN problems (FlamePINN-1D's forward and inverse settings)
+# --------------------------------------------------------------------------------------
+# Raw trainable value = physical value * scale, so every unknown is O(1) (the paper's scales).
+_SCALES = {"s_L": 1.0, "lam": 10.0, "Ea": 1e-6}
+_PAPER_INIT = {"s_L": 0.4, "lam": 0.03, "Ea": 1.5e5}
+_UNKNOWN_NAMES = ("s_L",) + tuple(f.name for f in dataclasses.fields(FreelyPropagating))
+
+
+def _display(name):
+    return {"lam": "lambda"}.get(name, name)
+
+
+class FlamePINN(HasResidual):
+    """The flame as a physics-informed problem: find ``T(x)`` on ``[0, L]`` and the unknown
+    constants (``s_L`` always in the forward problem) from the energy equation.
+
+    Follows FlamePINN-1D: the network's input is ``10 x / L``; its output ``z`` maps to
+    ``T = T_in + (T_max - T_in) sigmoid(z)``; the energy residual
+    (`FreelyPropagating.energy_residual`, K/m) is multiplied by ``(5 / T_max) (L / 10)``;
+    temperature errors by ``5 / T_max``; velocity errors are in m/s. Built by
+    `forward_problem` and `inverse`.
+
+    Attributes:
+        case: the true physics (the entries named in ``unknown`` serve only as the truth).
+        unknown: the unknown constants (canonical names: ``"s_L"``, ``"lam"``, ``"Ea"``, ...).
+        init: their initial physical values; scales: raw = value * scale.
+        s_L: the reference flame speed (used for metrics, and in the physics when known).
+        soft_bc: penalise ``T(0) = T_in`` and ``T'(0) = G`` (the forward problem).
+        obs_x, obs_T, obs_u: observation points [m] and noisy data [K], [m/s] (or None).
+        x_eval, T_eval: evaluation points and the reference temperature there.
+        warmup: fit the paper's Z-shaped profile first.
+    """
+
+    n_out: ClassVar[int] = 1
+    case: FreelyPropagating
+    unknown: tuple[str, ...] = eqx.field(static=True)
+    init: dict
+    scales: dict
+    s_L: jax.Array
+    x_eval: jax.Array
+    T_eval: jax.Array
+    soft_bc: bool = eqx.field(static=True, default=True)
+    warmup: bool = eqx.field(static=True, default=True)
+    obs_x: Any = None
+    obs_T: Any = None
+    obs_u: Any = None
+
+    @property
+    def lower(self):
+        return jnp.zeros((1,), self.case.L.dtype)
+
+    @property
+    def upper(self):
+        return self.case.L[None]
+
+    @property
+    def x_true(self):
+        return self.T_eval
+
+    @property
+    def y_obs(self):
+        return None if self.obs_T is None else {"T": self.obs_T, "u": self.obs_u}
+
+    @property
+    def field_scale(self):
+        return 5.0 / self.case.T_max
+
+    def _physics(self, theta):
+        case = self.case.replace(**{k: v for k, v in theta.items() if k != "s_L"})
+        return case, theta.get("s_L", self.s_L)
+
+    def scale_input(self, x):
+        return x * (10.0 / self.case.L)
+
+    def transform(self, x, out, theta):
+        c = self.case
+        return c.T_in + (c.T_max - c.T_in) * jax.nn.sigmoid(out)
+
+    def residual(self, u, theta, x):
+        case, s = self._physics(theta)
+        T, dT, d2T = directional_derivatives(lambda y: u(y)[:, 0], x, jnp.ones_like(x))
+        return case.energy_residual(T, dT, d2T, s) * (self.field_scale * self.case.L / 10.0)
+
+    def conditions(self, u, theta):
+        c = self.case
+        out = {}
+        if self.soft_bc:
+            x0 = jnp.zeros((1, 1), c.L.dtype)
+            T0, dT0 = jax.jvp(lambda y: u(y)[:, 0], (x0,), (jnp.ones_like(x0),))
+            out["bc_T"] = (T0 - c.T_in) * self.field_scale
+            out["bc_gradT"] = (dT0 - c.grad_T_in) * self.field_scale * c.L / 10.0
+        if self.obs_x is not None:
+            case, s = self._physics(theta)
+            T = u(self.obs_x[:, None])[:, 0]
+            out["obs_T"] = (T - self.obs_T) * self.field_scale
+            if self.obs_u is not None:
+                out["obs_u"] = case.velocity(T, s) - self.obs_u
+        return out
+
+    def init_params(self):
+        return {k: self.init[k] * self.scales[k] for k in self.unknown}
+
+    def constrain(self, raw):
+        return {k: raw[k] / self.scales[k] for k in self.unknown}
+
+    def warmup_data(self):
+        """FlamePINN-1D's Z profile: T_in on [0, 0.3 L), a ramp to T_max on [0.3 L, 0.5 L),
+        T_max on [0.5 L, L] (30, 20 and 50 points)."""
+        if not self.warmup:
+            return None
+        c, L = self.case, self.case.L
+        x = jnp.concatenate([jnp.linspace(0, 0.3, 30, endpoint=False), jnp.linspace(0.3, 0.5, 20, endpoint=False),
+                             jnp.linspace(0.5, 1.0, 50)]) * L
+        T = jnp.concatenate([jnp.full(30, c.T_in), jnp.linspace(c.T_in, c.T_max, 20, endpoint=False),
+                             jnp.full(50, c.T_max)])
+        return x[:, None], T[:, None]
+
+    def evaluate(self, u, theta):
+        case, s = self._physics(theta)
+        T = u(self.x_eval[:, None])[:, 0]
+        out = {_display(k): v for k, v in theta.items()}
+        out.setdefault("s_L", s)
+        return {**out, "x": self.x_eval, "T": T, "u": case.velocity(T, s)}
+
+    def metrics(self, value):
+        T_err = jnp.linalg.norm(value["T"] - self.T_eval) / jnp.linalg.norm(self.T_eval)
+        m = {"sL": value["s_L"], "sL_ref": self.s_L, "sL_rel_err": value["s_L"] / self.s_L - 1.0,
+             "T_rel_l2": T_err}
+        for k in self.unknown:
+            truth = self.s_L if k == "s_L" else getattr(self.case, k)
+            m[f"rel_err_{_display(k)}"] = value[_display(k)] / truth - 1.0
+        return m
+
+
+def _canonical(unknown) -> tuple[str, ...]:
+    if isinstance(unknown, str):
+        unknown = (unknown,)
+    names = tuple(_ALIASES.get(k, k) for k in unknown)
+    bad = [k for k in names if k not in _UNKNOWN_NAMES]
+    if bad:
+        raise ValueError(f"unknown parameter name(s) {bad}; choose from "
+                         f"{', '.join(_display(k) for k in _UNKNOWN_NAMES)}.")
+    if len(set(names)) != len(names):
+        raise ValueError(f"an unknown is named twice in {tuple(unknown)}.")
+    return names
+
+
+def _initial(case, names, init, ref_s):
+    init = {_ALIASES.get(k, k): v for k, v in (init or {}).items()}
+    out = {}
+    for k in names:
+        truth = ref_s if k == "s_L" else getattr(case, k)
+        v = float(init.get(k, _PAPER_INIT.get(k, 1.2 * float(truth))))
+        if not (np.isfinite(v) and v > 0):
+            raise ValueError(f"the initial value of {_display(k)} must be positive and finite, got {v!r}.")
+        out[k] = _f64(v)
+    return out
+
+
+def _eval_grid(case, ref, n_eval):
+    x = jnp.linspace(0.0, 1.0, n_eval) * case.L
+    return x, ref.interp(x)
+
+
+def forward_problem(case: FreelyPropagating, *, s_L_init: float = 0.4, reference: FlameSolution | None = None,
+                    n_eval: int = 1001, warmup: bool = True) -> FlamePINN:
+    """The forward problem: ``T(x)`` and the eigenvalue ``s_L`` from the physics alone, with
+    soft inlet conditions (FlamePINN-1D forward runs start from ``s_L = 0.4`` or ``0.1``).
+    ``reference`` (default: `solve_reference(case)`) supplies the metrics' truth."""
+    ref = solve_reference(case) if reference is None else reference
+    x, T = _eval_grid(case, ref, n_eval)
+    init = _initial(case, ("s_L",), {"s_L": s_L_init}, ref.s_L)
+    return FlamePINN(case, ("s_L",), init, {"s_L": _f64(1.0)}, ref.s_L, x, T, soft_bc=True, warmup=warmup)
+
+
+def inverse(case: FreelyPropagating, n_obs: int = 10, noise: float = 0.02,
+            unknown=("s_L", "lambda", "Ea"), *, key, init: dict | None = None, obs_x=None,
+            observe_u: bool = True, reference: FlameSolution | None = None, n_eval: int = 1001) -> FlamePINN:
+    """FlamePINN-1D's inverse problem: recover ``unknown`` from ``T`` (and ``u``) observed at
+    ``n_obs`` evenly spaced points of ``[0, L]`` (ends included) with multiplicative Gaussian
+    noise ``y (1 + noise * eps)``; no boundary conditions are imposed.
+
+    Args:
+        case: the true flame (the paper: ``phi = 0.46``).
+        n_obs, noise: number of observation points and relative noise level (0.02 = 2%).
+        unknown: names among ``"s_L"``, ``"lambda"``, ``"Ea"`` and the other fields of
+            `FreelyPropagating`; initial values ``init`` (default the paper's: 0.4, 0.03,
+            1.5e5; 1.2x the truth for others).
+        key: ``jax.random.key`` for the noise.
+        obs_x: explicit observation points [m] (overrides ``n_obs``).
+        observe_u: also observe the velocity (the paper does).
+    """
+    names = _canonical(unknown)
+    if obs_x is None:
+        if int(n_obs) < 1:
+            raise ValueError(f"n_obs must be a positive integer, got {n_obs!r}.")
+        obs_x = jnp.linspace(0.0, 1.0, int(n_obs)) * case.L
+    obs_x = jnp.asarray(obs_x, case.L.dtype).reshape(-1)
+    if not bool(jnp.all((obs_x >= 0) & (obs_x <= case.L))):
+        raise ValueError(f"observation points must lie in the domain [0, {float(case.L):g}] m; got values "
+                         f"from {float(obs_x.min()):g} to {float(obs_x.max()):g}.")
+    n_data = obs_x.shape[0] * (2 if observe_u else 1)
+    if n_data < len(names):
+        raise ValueError(f"{n_data} observations cannot determine {len(names)} unknowns "
+                         f"({', '.join(map(_display, names))}); observe at least as many values as unknowns.")
+    if not (np.isfinite(noise) and noise >= 0):
+        raise ValueError(f"noise must be a non-negative relative level such as 0.02, got {noise!r}.")
+    ref = solve_reference(case) if reference is None else reference
+    kT, ku = jax.random.split(key)
+    T_true = ref.interp(obs_x)
+    obs_T = T_true * (1.0 + noise * jax.random.normal(kT, obs_x.shape, T_true.dtype))
+    obs_u = None
+    if observe_u:
+        u_true = ref.interp(obs_x, "u")
+        obs_u = u_true * (1.0 + noise * jax.random.normal(ku, obs_x.shape, u_true.dtype))
+    x, T = _eval_grid(case, ref, n_eval)
+    init = _initial(case, names, init, ref.s_L)
+    scales = {k: _f64(_SCALES.get(k, 1.0 / float(init[k]))) for k in names}
+    return FlamePINN(case, names, init, scales, ref.s_L, x, T, soft_bc=False, warmup=False,
+                     obs_x=obs_x, obs_T=obs_T, obs_u=obs_u)

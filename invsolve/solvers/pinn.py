@@ -1,0 +1,252 @@
+"""Physics-informed neural networks for any problem with a residual (`HasResidual`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from .._problem import HasResidual
+from .._solution import RESULTS, Estimate
+from .._solver import AbstractOptaxSolver, check_nonneg, key_optimizer
+from ..nn import MLP
+
+
+def paper_adam(lr: float = 1e-3, every: int = 1000, factor: float = 0.95):
+    """Adam with the learning rate multiplied by ``factor`` every ``every`` steps (staircase),
+    the schedule of FlamePINN-1D (and DeepXDE's ``decay=("step", 1000, 0.95)``)."""
+    return optax.adam(optax.exponential_decay(lr, every, factor, staircase=True))
+
+
+class PINNState(eqx.Module):
+    params: Any  # {"net": network parameters, "theta": raw unknown constants}
+    opt_state: Any  # physics stage (Adam, or the given optimizer)
+    warm_state: Any  # warm-up stage (same optimizer, fresh state)
+    refine_state: Any  # L-BFGS stage
+    step: jax.Array
+    points: jax.Array
+    key: jax.Array  # raw key data, for resampling
+    loss: jax.Array
+    best_params: Any
+    best_loss: jax.Array
+
+
+class PINN(AbstractOptaxSolver):
+    """Train a network ``u(x)`` (and the problem's unknown constants) to satisfy the
+    problem's residual and side conditions.
+
+    The loss is ``w_res mean(residual^2) + sum_k w_k mean(condition_k^2)`` over the
+    collocation points (Raissi et al. 2019); unknown constants are trained jointly with the
+    network (in the problem's O(1) raw scaling). Stages, all through optax:
+
+    1. warm-up (``warmup_steps``, only when the problem gives ``warmup_data``): fit the
+       network to a rough profile (FlamePINN-1D fits a Z-shaped temperature);
+    2. physics: ``steps`` updates with ``optimizer`` (default: Adam 1e-3, x0.95 every 1000
+       steps, as the paper) on the full loss;
+    3. optional refinement: ``lbfgs_steps`` of ``optax.lbfgs()``.
+
+    The parameters with the lowest physics loss seen are kept and returned (the paper's
+    "best model"). The network is `invsolve.nn.MLP` (``hidden`` widths, ``activation``,
+    Glorot-normal init) in ``dtype`` (float32 by default); its input is
+    ``problem.scale_input(x)`` and its output goes through ``problem.transform`` (bounds,
+    hard boundary conditions).
+
+    Args:
+        optimizer: optax ``GradientTransformation`` for the warm-up and physics stages.
+        hidden, activation: the network.
+        n_collocation: number of residual points (a Hammersley set over the problem's box).
+        resample_every: draw fresh uniform random points every so many physics steps
+            (None: keep the fixed set).
+        steps, warmup_steps, lbfgs_steps: the stages' lengths (total = their sum).
+        weights: loss weights by term name (``"residual"`` or a condition's name; default 1).
+        dtype: network and collocation dtype.
+
+    `Solution.value` is ``problem.evaluate(...)``: the unknowns in physical units and the
+    fields on the problem's evaluation points. History: ``loss`` (the objective of the
+    step), every loss term, and each scalar unknown.
+    """
+
+    requires: ClassVar = (HasResidual,)
+    needs_key: ClassVar = True
+    optimizer: Any = None
+    hidden: tuple[int, ...] = (64, 64, 64)
+    activation: str = "tanh"
+    n_collocation: int = 1001
+    resample_every: int | None = None
+    steps: int = 30_000
+    warmup_steps: int = 1000
+    lbfgs_steps: int = 0
+    weights: dict | None = None
+    dtype: Any = jnp.float32
+    graphdef: Any = eqx.field(default=None, static=True)
+    refiner: Any = eqx.field(default=None, static=True)
+
+    def __check_init__(self):
+        for name in ("n_collocation", "steps", "warmup_steps", "lbfgs_steps"):
+            check_nonneg(f"PINN {name}", getattr(self, name), integer=True, allow_none=False)
+        check_nonneg("PINN resample_every", self.resample_every, integer=True)
+        if self.n_collocation < 1:
+            raise ValueError("PINN n_collocation must be at least 1.")
+        if not all(isinstance(h, int) and h > 0 for h in self.hidden):
+            raise ValueError(f"PINN hidden must be a tuple of positive layer widths, got {self.hidden!r}.")
+        if self.optimizer is not None and not isinstance(self.optimizer, optax.GradientTransformation) \
+                and not hasattr(self.optimizer, "update"):
+            raise TypeError(f"PINN optimizer must be an optax GradientTransformation, got {self.optimizer!r}.")
+
+    # --- set-up -------------------------------------------------------------------------
+    def _network(self, problem, key):
+        dim = jnp.shape(problem.lower)[0]
+        return MLP(dim, problem.n_out, self.hidden, self.activation, rngs=nnx.Rngs(key), dtype=self.dtype)
+
+    def init_params(self, problem, key=None):
+        key = jax.random.key(0) if key is None else key
+        _, net = nnx.split(self._network(problem, key))
+        theta = jax.tree.map(lambda v: jnp.asarray(v, self.dtype), problem.init_params())
+        return {"net": net, "theta": theta}
+
+    def _warmup(self, problem):
+        return 0 if problem.warmup_data() is None else self.warmup_steps
+
+    def default_max_steps(self, problem):
+        return self._warmup(problem) + self.steps + self.lbfgs_steps
+
+    def prepare(self, problem):
+        graphdef, _ = nnx.split(nnx.eval_shape(lambda: self._network(problem, jax.random.key(0))))
+        opt = paper_adam() if self.optimizer is None else self.optimizer
+        solver = dataclasses.replace(self, optimizer=opt, graphdef=graphdef)
+        params = jax.eval_shape(solver.init_params, problem)
+        solver = dataclasses.replace(solver, optimizer=key_optimizer(opt, params),
+                                     refiner=key_optimizer(optax.lbfgs(), params))
+        if not any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(problem)):
+            solver._check_initial_loss(problem)
+        return solver
+
+    def _check_initial_loss(self, problem):
+        """A NaN at the start would only show up as a failed solve: name the term now."""
+        params = self.init_params(problem)
+        terms = self._terms(problem, params, self._points(problem))
+        bad = [k for k, v in terms.items() if not bool(jnp.isfinite(v))]
+        if bad:
+            raise ValueError(
+                f"PINN: the loss term(s) {', '.join(bad)} of {type(problem).__name__} are NaN or "
+                "infinite at the initial guess; check the initial values of the unknowns "
+                f"({problem.init_params()}) and the problem's constants."
+            )
+
+    def _points(self, problem, key=None):
+        return jnp.asarray(problem.collocation(self.n_collocation, key), self.dtype)
+
+    # --- the loss -----------------------------------------------------------------------
+    def field(self, problem, params):
+        """The trained field: points ``x`` (n, dim) -> values (n, n_out)."""
+        theta = problem.constrain(params["theta"])
+        net = nnx.merge(self.graphdef, params["net"])
+
+        def u(x):
+            return problem.transform(x, net(problem.scale_input(jnp.asarray(x, self.dtype))), theta)
+
+        return u
+
+    def _terms(self, problem, params, points):
+        theta = problem.constrain(params["theta"])
+        u = self.field(problem, params)
+        res = problem.residual(u, theta, points)
+        terms = {"residual": jnp.mean(jnp.square(res))}
+        for k, v in problem.conditions(u, theta).items():
+            terms[k] = jnp.mean(jnp.square(v))
+        return terms
+
+    def _loss(self, problem, points):
+        w = self.weights or {}
+
+        def f(params):
+            terms = self._terms(problem, params, points)
+            return sum(w.get(k, 1.0) * v for k, v in terms.items()), terms
+
+        return f
+
+    def _warm_loss(self, problem):
+        xw, tw = problem.warmup_data()
+
+        def f(params):
+            u = self.field(problem, params)
+            return jnp.mean(jnp.square(problem.field_scale * (u(xw) - tw)))
+
+        return f
+
+    # --- the solver protocol ------------------------------------------------------------
+    def init(self, problem, key):
+        params = self.init_params(problem, key)
+        dtype = jnp.result_type(*jax.tree.leaves(params["net"]))
+        inf = jnp.full((), jnp.inf, dtype)
+        return PINNState(
+            params=params, opt_state=self.optimizer.init(params), warm_state=self.optimizer.init(params),
+            refine_state=self.refiner.init(params) if self.lbfgs_steps else None,
+            step=jnp.zeros((), jnp.int32), points=self._points(problem),
+            key=jax.random.key_data(jax.random.fold_in(key, 1)), loss=inf,
+            best_params=params, best_loss=inf,
+        )
+
+    def _info(self, problem, loss, terms, params):
+        info = {"loss": loss, **terms}
+        for k, v in problem.constrain(params["theta"]).items():
+            if jnp.ndim(v) == 0:
+                info[k] = v
+        return jax.tree.map(lambda v: jnp.asarray(v, loss.dtype), info)
+
+    def step(self, problem, s):
+        nw = self._warmup(problem)
+        points = s.points
+        if self.resample_every:
+            k = s.step - nw
+            fresh = (k > 0) & (k % self.resample_every == 0)
+            key = jax.random.fold_in(jax.random.wrap_key_data(s.key), s.step)
+            points = jax.lax.cond(fresh, lambda: self._points(problem, key), lambda: points)
+        f = self._loss(problem, points)
+
+        def physics(s):
+            (loss, terms), g = jax.value_and_grad(f, has_aux=True)(s.params)
+            upd, opt_state = self.optimizer.update(g, s.opt_state, s.params)
+            return dataclasses.replace(s, params=optax.apply_updates(s.params, upd), opt_state=opt_state), loss, terms
+
+        def warm(s):
+            wl = self._warm_loss(problem)
+            loss, g = jax.value_and_grad(wl)(s.params)
+            upd, warm_state = self.optimizer.update(g, s.warm_state, s.params)
+            terms = f(s.params)[1]
+            return dataclasses.replace(s, params=optax.apply_updates(s.params, upd), warm_state=warm_state), loss, terms
+
+        def refine(s):
+            value_fn = lambda p: f(p)[0]
+            (loss, terms), g = jax.value_and_grad(f, has_aux=True)(s.params)
+            upd, st = self.refiner.update(g, s.refine_state, s.params, value=loss, grad=g, value_fn=value_fn)
+            return dataclasses.replace(s, params=optax.apply_updates(s.params, upd), refine_state=st), loss, terms
+
+        branches = [b for b, n in ((warm, nw), (physics, self.steps), (refine, self.lbfgs_steps)) if n]
+        bounds = jnp.cumsum(jnp.array([n for n in (nw, self.steps, self.lbfgs_steps) if n]))
+        stage = jnp.minimum(jnp.sum(s.step >= bounds), len(branches) - 1)
+        old = s.params
+        new, loss, terms = jax.lax.switch(stage, branches, s) if len(branches) > 1 else branches[0](s)
+        physics_loss = sum((self.weights or {}).get(k, 1.0) * v for k, v in terms.items())
+        better = (s.step >= nw) & (physics_loss < s.best_loss)
+        best = jax.tree.map(lambda a, b: jnp.where(better, a, b), old, s.best_params)
+        best_loss = jnp.where(better, physics_loss, s.best_loss).astype(s.best_loss.dtype)
+        new = dataclasses.replace(new, step=s.step + 1, points=points, loss=loss.astype(s.loss.dtype),
+                                  best_params=best, best_loss=best_loss)
+        return new, self._info(problem, loss, terms, old)
+
+    def terminate(self, problem, s):
+        return jnp.array(False), jnp.array(RESULTS.successful, jnp.int32)
+
+    def best(self, s):
+        """The parameters to report: the best seen in the physics stages (else the last)."""
+        return jax.tree.map(lambda a, b: jnp.where(jnp.isfinite(s.best_loss), a, b), s.best_params, s.params)
+
+    def postprocess(self, problem, s):
+        params = self.best(s)
+        return Estimate(problem.evaluate(self.field(problem, params), problem.constrain(params["theta"])))
