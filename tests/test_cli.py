@@ -39,3 +39,22 @@ def test_run_writes_metrics_solution_and_figures(tmp_path, capsys):
         assert z["history/loss"].shape == (record["stats"]["num_steps"],)
     for png in ("fields.png", "history.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_flame_inverse_run_honours_set_and_writes_the_results_contract(tmp_path):
+    out = tmp_path / "flame"
+    args = ["run", "flame-inverse", "--quick", "--out", os.fspath(out), "--set", "steps=50", "--set", "noise=0.0"]
+    assert cli.main(args) == 0
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["config"]["steps"] == 50 and record["config"]["noise"] == 0.0
+    m = record["metrics"]
+    for key in ("sL_rel_err", "rel_err_s_L", "rel_err_lambda", "rel_err_Ea", "mean_rel_err_Ea", "T_rel_l2"):
+        assert np.isfinite(m[key]), key
+    assert record["paper"]["port_one_seed_2pct_noise"]["rel_err_s_L"] == -5.5e-3
+    with np.load(out / "solution.npz") as z:
+        assert z["history/loss"].shape == (50,)
+
+
+def test_set_rejects_unknown_fields(capsys):
+    assert cli.main(["run", "flame-inverse", "--quick", "--set", "nosuch=1"]) == 2
+    assert "NAME one of" in capsys.readouterr().err

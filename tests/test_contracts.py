@@ -1,13 +1,15 @@
 """Every solver x every problem: capability check, and a state that does not change type
 between init and step (else every solve compiles twice)."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import optax
 import pytest
 
 import invsolve as inv
-from invsolve.problems import poisson, tomography
+from invsolve.problems import flame, poisson, tomography, tumor
 from helpers import count_compilations
 
 PROBLEMS = {
@@ -15,6 +17,10 @@ PROBLEMS = {
     "source": lambda: poisson.source_identification((8, 8), 10, 0.01, key=jax.random.key(0)),
     "kappa": lambda: poisson.coefficient_identification((8, 8), None, 0.01, key=jax.random.key(1)),
     "ct": lambda: tomography.sparse_view(jnp.ones((8, 8)), 6, 0.01, key=jax.random.key(2)),
+    "poisson-pinn": lambda: poisson.PoissonPINN(hard_bc=True, n_eval=5),
+    "fisher-kpp": lambda: tumor.FisherKPP1D(n_eval=5),
+    "flame-inverse": lambda: flame.inverse(flame.FreelyPropagating(phi=0.46), 4, 0.0, key=jax.random.key(3),
+                                           reference=_flame_reference(), n_eval=11),
 }
 SOLVERS = {
     "cg": lambda: inv.solvers.CG(),
@@ -25,7 +31,13 @@ SOLVERS = {
     "cgls": lambda: inv.solvers.CGLS(),
     "landweber": lambda: inv.solvers.Landweber(),
     "chambolle-pock": lambda: inv.solvers.ChambollePock(lam=0.1),
+    "pinn": lambda: inv.solvers.PINN(optax.adam(1e-3), hidden=(8,), n_collocation=16, steps=3),
 }
+
+
+@functools.cache
+def _flame_reference():
+    return flame.solve_reference(flame.FreelyPropagating(phi=0.46), n_grid=201, rtol=1e-2)
 
 
 def _avals(tree):
@@ -45,8 +57,9 @@ def test_contract(pname, sname):
         with pytest.raises(ValueError, match="needs a symmetric positive definite operator"):
             inv.solve(problem, solver)
         return
+    key = jax.random.key(0) if solver.needs_key else None
     solver = solver.prepare(problem)
-    state = jax.eval_shape(lambda: solver.init(problem, None))
+    state = jax.eval_shape(lambda: solver.init(problem, key))
     new_state, info = jax.eval_shape(lambda s: solver.step(problem, s), state)
     assert jax.tree.structure(state) == jax.tree.structure(new_state)
     if not sname.endswith("lbfgs"):  # optax's lbfgs state changes weak types; the driver casts
@@ -55,7 +68,11 @@ def test_contract(pname, sname):
     done, result = jax.eval_shape(lambda s: solver.terminate(problem, s), state)
     assert done.shape == () and done.dtype == jnp.bool_ and result.dtype == jnp.int32
     with count_compilations() as c:  # init + one chunk + postprocess; no second chunk compile
-        sol = inv.solve(problem, solver, max_steps=3, throw=False, driver=inv.HostLoop(chunk_size=1))
+        sol = inv.solve(problem, solver, max_steps=3, throw=False, driver=inv.HostLoop(chunk_size=1), key=key)
     assert c["lower"] <= 3, c
     assert sol.stats["num_steps"] <= 3
-    assert jax.tree.structure(sol.value) == jax.tree.structure(problem.init_params())
+    if isinstance(problem, inv.HasResidual):  # the unknowns and the fields, by name
+        assert isinstance(sol.value, dict) and len(sol.value) >= len(problem.init_params())
+        assert all(bool(jnp.all(jnp.isfinite(v))) for v in jax.tree.leaves(sol.value))
+    else:
+        assert jax.tree.structure(sol.value) == jax.tree.structure(problem.init_params())

@@ -37,7 +37,13 @@ _ALIASES = {"lambda": "lam"}  # user-facing unknown names -> field names
 
 
 def _f64(x):
-    return jnp.asarray(x, dtype=jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
+    """Constants in float64: JAX arrays with x64 on, else NumPy arrays (exact, and used in
+    float64 by `solve_reference`; JAX code reads them as float32). Traced values pass."""
+    if isinstance(x, jax.Array):
+        return x
+    if jax.config.jax_enable_x64:
+        return jnp.asarray(x, jnp.float64)
+    return np.asarray(x, np.float64)
 
 
 class FreelyPropagating(eqx.Module):
@@ -73,7 +79,8 @@ class FreelyPropagating(eqx.Module):
             v = getattr(self, f.name)
             if isinstance(v, jax.core.Tracer) or f.name in ("grad_T_in",):
                 continue
-            if not bool(jnp.all(jnp.isfinite(v))) or not bool(jnp.all(v > 0)):
+            a = np.asarray(v)
+            if not (np.all(np.isfinite(a)) and np.all(a > 0)):
                 raise ValueError(
                     f"FreelyPropagating: {f.name} must be positive and finite, got {np.asarray(v)!r}."
                 )
@@ -292,23 +299,24 @@ def solve_reference(
     solution, until ``s_L`` changes by less than ``rtol`` relative. ``jax.grad`` of the
     result with respect to ``case`` differentiates the finest-grid equations implicitly
     (one transposed bordered-tridiagonal solve). Runs on the host (not inside ``jit``).
+    Always float64: with JAX's x64 mode off it switches it on for the solve and returns
+    NumPy arrays (then not differentiable).
 
     Raises:
         NewtonFailed: when Newton stalls (the message gives the residual reached) or the
             grid refinement does not converge within ``max_refinements`` doublings.
     """
-    if not jax.config.jax_enable_x64:
-        raise ValueError(
-            "flame.solve_reference computes in float64; enable it first with "
-            "jax.config.update('jax_enable_x64', True)."
-        )
     if not isinstance(case, FreelyPropagating):
         raise TypeError(f"solve_reference expects a flame.FreelyPropagating case, got {type(case).__name__}.")
+    if not jax.config.jax_enable_x64:  # float64 regardless; NumPy results (not differentiable)
+        kwargs = dict(n_grid=n_grid, rtol=rtol, max_refinements=max_refinements, s_L_guess=s_L_guess,
+                      newton_tol=newton_tol, max_newton=max_newton)
+        with jax.enable_x64(True):
+            sol = solve_reference(jax.tree.map(lambda v: jnp.asarray(v, jnp.float64), case), **kwargs)
+            return jax.tree.map(np.asarray, sol)
     if n_grid < 5:
         raise ValueError(f"n_grid must be at least 5, got {n_grid}.")
     host = jax.lax.stop_gradient(case)
-    s = jnp.asarray(float(s_L_guess))
-    T = _initial_guess(host, n_grid, s)
     speeds, steps = [], []
     n = n_grid
     for level in range(max_refinements + 1):
@@ -316,7 +324,13 @@ def solve_reference(
             n = 2 * (n - 1) + 1
             xo = jnp.linspace(0.0, 1.0, T.shape[0])
             T = jnp.interp(jnp.linspace(0.0, 1.0, n), xo, T)
-        T, s, k, upd = _newton_jit(host, T, s, newton_tol, max_newton)
+            T, s, k, upd = _newton_jit(host, T, s, newton_tol, max_newton)
+        else:  # the first grid: the given guess, then a ladder of others until one converges
+            for guess in (s_L_guess, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2):
+                s = jnp.asarray(float(guess))
+                T, s, k, upd = _newton_jit(host, _initial_guess(host, n, s), s, newton_tol, max_newton)
+                if float(upd) <= newton_tol:
+                    break
         F, g = _residual(host, T, s)
         res = float(jnp.sqrt(jnp.mean(F[1:] ** 2) + g**2))
         if not (float(upd) <= newton_tol and np.isfinite(res)):
@@ -407,7 +421,7 @@ class FlamePINN(HasResidual):
 
     @property
     def lower(self):
-        return jnp.zeros((1,), self.case.L.dtype)
+        return jnp.zeros((1,))
 
     @property
     def upper(self):
@@ -445,7 +459,7 @@ class FlamePINN(HasResidual):
         c = self.case
         out = {}
         if self.soft_bc:
-            x0 = jnp.zeros((1, 1), c.L.dtype)
+            x0 = jnp.zeros((1, 1))
             T0, dT0 = jax.jvp(lambda y: u(y)[:, 0], (x0,), (jnp.ones_like(x0),))
             out["bc_T"] = (T0 - c.T_in) * self.field_scale
             out["bc_gradT"] = (dT0 - c.grad_T_in) * self.field_scale * c.L / 10.0
@@ -555,7 +569,7 @@ def inverse(case: FreelyPropagating, n_obs: int = 10, noise: float = 0.02,
         if int(n_obs) < 1:
             raise ValueError(f"n_obs must be a positive integer, got {n_obs!r}.")
         obs_x = jnp.linspace(0.0, 1.0, int(n_obs)) * case.L
-    obs_x = jnp.asarray(obs_x, case.L.dtype).reshape(-1)
+    obs_x = jnp.asarray(obs_x, float).reshape(-1)
     if not bool(jnp.all((obs_x >= 0) & (obs_x <= case.L))):
         raise ValueError(f"observation points must lie in the domain [0, {float(case.L):g}] m; got values "
                          f"from {float(obs_x.min()):g} to {float(obs_x.max()):g}.")

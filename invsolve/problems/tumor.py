@@ -12,6 +12,7 @@ from typing import ClassVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._problem import HasResidual, directional_derivatives
 
@@ -45,7 +46,7 @@ class FisherKPP1D(HasResidual):
     def __check_init__(self):
         for name in ("D", "rho"):
             v = getattr(self, name)
-            if not isinstance(v, jax.core.Tracer) and not bool(jnp.all(v > 0)):
+            if not isinstance(v, jax.core.Tracer) and not np.all(np.asarray(v) > 0):
                 raise ValueError(f"FisherKPP1D: {name} must be positive, got {v!r}.")
         if not (self.x_max > self.x_min and self.t_end > 0):
             raise ValueError("FisherKPP1D: need x_max > x_min and t_end > 0.")

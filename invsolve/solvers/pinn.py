@@ -128,14 +128,14 @@ class PINN(AbstractOptaxSolver):
 
     def _check_initial_loss(self, problem):
         """A NaN at the start would only show up as a failed solve: name the term now."""
-        params = self.init_params(problem)
-        terms = self._terms(problem, params, self._points(problem))
+        terms = _initial_terms(self, problem)
         bad = [k for k, v in terms.items() if not bool(jnp.isfinite(v))]
         if bad:
+            init = {k: float(v) if jnp.ndim(v) == 0 else v for k, v in problem.constrain(problem.init_params()).items()}
             raise ValueError(
-                f"PINN: the loss term(s) {', '.join(bad)} of {type(problem).__name__} are NaN or "
-                "infinite at the initial guess; check the initial values of the unknowns "
-                f"({problem.init_params()}) and the problem's constants."
+                f"PINN: the loss term(s) {', '.join(sorted(bad))} of {type(problem).__name__} are NaN or "
+                f"infinite at the initial guess; check the initial values of the unknowns ({init}) and "
+                "the problem's constants."
             )
 
     def _points(self, problem, key=None):
@@ -250,3 +250,8 @@ class PINN(AbstractOptaxSolver):
     def postprocess(self, problem, s):
         params = self.best(s)
         return Estimate(problem.evaluate(self.field(problem, params), problem.constrain(params["theta"])))
+
+
+@eqx.filter_jit
+def _initial_terms(solver, problem):
+    return solver._terms(problem, solver.init_params(problem), solver._points(problem))
