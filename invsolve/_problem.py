@@ -196,7 +196,7 @@ class HasResidual(AbstractProblem):
         uniform random points when ``key`` is given (resampling)."""
         lo, hi = jnp.asarray(self.lower), jnp.asarray(self.upper)
         if key is None:
-            from .solvers._sampling import hammersley
+            from ._sampling import hammersley
 
             unit = jnp.asarray(hammersley(n, lo.shape[0]), lo.dtype)
         else:

@@ -12,7 +12,7 @@ import invsolve as inv
 from invsolve._problem import directional_derivatives
 from invsolve.nn import MLP
 from invsolve.problems import flame, poisson, tumor
-from invsolve.solvers._sampling import hammersley
+from invsolve._sampling import hammersley
 from helpers import count_compilations
 
 
