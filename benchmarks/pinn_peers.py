@@ -18,10 +18,13 @@ on every ``jinns.solve`` call, so for jinns the block time is jinns' own "Traini
 of the compiled loop and ``compile_s`` is its "Compilation took" timing of the first call; the
 extra key ``per_call_overhead_s`` is the median setup + compile cost paid by every later call.
 
+``deepxde_flame`` (used by ``benchmarks/pinn.py``) runs the FlamePINN-1D forward problem in
+DeepXDE for a time-to-accuracy comparison.
+
 Requires the peers: ``pip install deepxde jinns`` (deepxde 1.15.0 and jinns 1.10.2 install without
 changing jax/jaxlib/equinox/optax/numpy/scipy/torch here). DeepXDE runs in a
 subprocess with ``DDE_BACKEND=pytorch`` (its backend is chosen at import time), float32 and
-``torch.set_num_threads(2)``.
+``torch.set_num_threads(threads)`` (2 by default; see `deepxde_torch` for why 1 can be faster).
 """
 
 import argparse
@@ -69,18 +72,24 @@ def _time_blocks(run_block, n_steps, repeats=REPEATS):
 # DeepXDE (PyTorch backend), run in a subprocess: this part must not import jax.
 # --------------------------------------------------------------------------------------------
 
-def _deepxde_worker(n_steps, repeats=REPEATS):
-    """Body of the DeepXDE subprocess; prints one JSON line with the result."""
+def _import_deepxde(threads=2):
+    """DeepXDE with the PyTorch backend, float32, seed SEED, ``threads`` torch threads: (dde, torch)."""
     os.environ["DDE_BACKEND"] = "pytorch"
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     with contextlib.redirect_stdout(io.StringIO()):  # DeepXDE prints its backend banner
         import deepxde as dde
     if dde.backend.backend_name != "pytorch":
         raise RuntimeError(f"DeepXDE picked backend {dde.backend.backend_name!r}, not pytorch")
     dde.config.set_default_float("float32")
     dde.config.set_random_seed(SEED)
+    return dde, torch
+
+
+def _deepxde_worker(n_steps, repeats=REPEATS, threads=2):
+    """Body of the DeepXDE subprocess; prints one JSON line with the result."""
+    dde, torch = _import_deepxde(threads)
 
     def pde(x, u):
         return -dde.grad.hessian(u, x) - np.pi**2 * torch.sin(np.pi * x)
@@ -107,11 +116,99 @@ def _deepxde_worker(n_steps, repeats=REPEATS):
     print(json.dumps(res), flush=True)
 
 
-def deepxde_torch(n_steps, repeats=REPEATS, timeout=3600):
-    """DeepXDE 1.x with the PyTorch backend, float32, 2 torch threads, in a subprocess."""
+def _deepxde_flame_worker(cfg):
+    """FlamePINN-1D forward problem in DeepXDE (the equations of invsolve.problems.flame).
+
+    ``cfg`` (JSON from stdin): the flame constants (SI), ``x`` (1001 collocation points [m]),
+    ``xw``/``Tw`` (warm-up Z profile), ``s_ref``, ``s_L_init``, ``warmup``, ``check``,
+    ``max_steps``, ``tol``, ``threads`` (torch threads). Input ``10 x / L``; output
+    ``T = T_in + (T_max - T_in) sigmoid(z)``; residual ``T' - (lam T'' + qF omega) / (rho_in s_L cp)``
+    times ``(5 / T_max) (L / 10)``; soft BCs ``T(0) = T_in`` (times 5 / T_max) and ``T'(0) = G``
+    (times the residual scale); trainable ``s_L`` (``dde.Variable``). Warm-up: ``warmup`` Adam steps (fresh optimizer) on
+    ``mean((5 / T_max)^2 (T - Tw)^2)``; then Adam 1e-3, x0.95 every 1000 steps, on the physics,
+    checking ``s_L`` every ``check`` steps until ``|s_L / s_ref - 1| <= tol`` or ``max_steps``.
+    Prints one JSON line: wall time (warm-up included), physics steps, s_L, error, check log.
+    """
+    c = cfg
+    dde, torch = _import_deepxde(c["threads"])
+    net, data, s_L, warm_data, fs = _deepxde_flame_setup(dde, torch, c)
+    decay = ("step", 1000, 0.95)
+
+    t0 = time.perf_counter()
+    if c["warmup"]:
+        warm = dde.Model(warm_data, net)
+        warm.compile("adam", lr=LR, decay=decay, loss="MSE", loss_weights=[fs**2])
+        warm.train(iterations=c["warmup"], display_every=c["warmup"], verbose=0)
+    model = dde.Model(data, net)
+    model.compile("adam", lr=LR, decay=decay, loss="MSE", external_trainable_variables=s_L)
+    steps, log = 0, []
+    while steps < c["max_steps"]:
+        model.train(iterations=c["check"], display_every=c["check"], verbose=0)
+        steps += c["check"]
+        err = float(s_L.item()) / c["s_ref"] - 1.0
+        log.append((steps, err))
+        if abs(err) <= c["tol"]:
+            break
+    wall = time.perf_counter() - t0
+    print(json.dumps({"time_s": wall, "steps": steps, "s_L": float(s_L.item()), "err": err,
+                      "reached": abs(err) <= c["tol"], "log": log}), flush=True)
+
+
+def _deepxde_flame_setup(dde, torch, c):
+    """The flame's network, PDE data, ``s_L`` variable, warm-up data set and temperature scale."""
+    L, T_in, cp, qF, R = c["L"], c["T_in"], c["cp"], c["qF"], c["R"]
+    Rg = R / c["W"]
+    rho_in = c["p"] / (Rg * T_in)
+    Y_in = c["phi"] / (c["phi"] + 4.0)
+    T_max = T_in + qF * Y_in / cp
+    fs, rs = 5.0 / T_max, 5.0 / T_max * L / 10.0  # temperature and residual scales
+    s_L = dde.Variable(c["s_L_init"])
+
+    def omega(T, s):
+        b = s + Rg * T_in / s
+        rho_y = rho_in * s / (0.5 * (b - torch.sqrt(b * b - 4.0 * Rg * T))) \
+            * torch.clamp(Y_in + cp * (T_in - T) / qF, min=0.0)
+        safe = torch.where(rho_y > 0, rho_y, torch.ones_like(rho_y))
+        rate = c["A"] * torch.exp(-c["Ea"] / (R * T)) * safe ** c["nu"]
+        return torch.where(rho_y > 0, rate, torch.zeros_like(rate))
+
+    def pde(x, T):
+        dT, d2T = dde.grad.jacobian(T, x), dde.grad.hessian(T, x)
+        return (dT - (c["lam"] * d2T + qF * omega(T, s_L)) / (rho_in * s_L * cp)) * rs
+
+    x0, zero = np.zeros((1, 1)), np.zeros((1, 1))
+    bc_T = dde.icbc.PointSetOperatorBC(x0, zero, lambda x, T, X: (T - T_in) * fs)
+    bc_dT = dde.icbc.PointSetOperatorBC(x0, zero, lambda x, T, X: (dde.grad.jacobian(T, x) - c["grad_T_in"]) * rs)
+    anchors = np.asarray(c["x"], np.float32)[:, None]  # residual on exactly these points
+    data = dde.data.PDE(dde.geometry.Interval(0.0, L), pde, [bc_T, bc_dT], num_domain=0, num_boundary=0,
+                        anchors=anchors)
+    net = dde.nn.FNN(list(LAYERS), "tanh", "Glorot normal")
+    net.apply_feature_transform(lambda x: x * (10.0 / L))
+    net.apply_output_transform(lambda x, z: T_in + (T_max - T_in) * torch.sigmoid(z))
+    xw, Tw = (np.asarray(c[k], np.float32)[:, None] for k in ("xw", "Tw"))
+    return net, data, s_L, dde.data.DataSet(X_train=xw, y_train=Tw, X_test=xw, y_test=Tw), fs
+
+
+def deepxde_flame(cfg, timeout=7200):
+    """Run `_deepxde_flame_worker` in a subprocess (DeepXDE-PyTorch, float32)."""
+    env = dict(os.environ, DDE_BACKEND="pytorch")
+    cmd = [sys.executable, os.path.abspath(__file__), "--_deepxde-flame-worker"]
+    proc = subprocess.run(cmd, env=env, input=json.dumps(cfg), capture_output=True, text=True, timeout=timeout)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"DeepXDE flame worker failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
+def deepxde_torch(n_steps, repeats=REPEATS, timeout=3600, threads=2):
+    """DeepXDE 1.x with the PyTorch backend, float32, ``threads`` torch threads, in a subprocess.
+
+    On a busy 2-core machine 2 threads collapse (OpenMP threads spin-wait for a descheduled
+    partner: 1-80 steps/s, against 160 steps/s with 1 thread); compare both on a quiet one.
+    """
     env = dict(os.environ, DDE_BACKEND="pytorch")
     cmd = [sys.executable, os.path.abspath(__file__), "--_deepxde-worker", str(n_steps),
-           "--repeats", str(repeats)]
+           "--repeats", str(repeats), "--threads", str(threads)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -123,10 +220,16 @@ def deepxde_torch(n_steps, repeats=REPEATS, timeout=3600):
 # JAX methods (plain JAX + optax, jinns).
 # --------------------------------------------------------------------------------------------
 
+if __name__ == "__main__" and "--_deepxde-flame-worker" in sys.argv:
+    _deepxde_flame_worker(json.loads(sys.stdin.read()))
+    sys.exit(0)
+
 if __name__ == "__main__" and "--_deepxde-worker" in sys.argv:
     _i = sys.argv.index("--_deepxde-worker")
     _r = sys.argv.index("--repeats") if "--repeats" in sys.argv else None
-    _deepxde_worker(int(sys.argv[_i + 1]), int(sys.argv[_r + 1]) if _r else REPEATS)
+    _t = sys.argv.index("--threads") if "--threads" in sys.argv else None
+    _deepxde_worker(int(sys.argv[_i + 1]), int(sys.argv[_r + 1]) if _r else REPEATS,
+                    int(sys.argv[_t + 1]) if _t else 2)
     sys.exit(0)
 
 import jax  # noqa: E402

@@ -70,7 +70,8 @@ def _cmd_run(args) -> int:
     write_json(os.path.join(out, "metrics.json"), record)
     plot_fields(os.path.join(out, "fields.png"), outcome.fields, points=outcome.points, title=exp.name)
     plot_history(os.path.join(out, "history.png"), sol.history, title=exp.name)
-    shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+    shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()
+                      if isinstance(v, (int, float, str)))  # lists (per case, per seed) are in the file
     print(f"{exp.name}: {summary['result']}, {shown}, {sol.stats['num_steps']} steps, {wall:.1f} s "
           f"(compile {sol.stats.get('compile_time_s', 0.0):.1f} s); wrote {out}/metrics.json, "
           "solution.npz, fields.png, history.png")

@@ -120,8 +120,8 @@ class PINN(AbstractOptaxSolver):
         opt = paper_adam() if self.optimizer is None else self.optimizer
         solver = dataclasses.replace(self, optimizer=opt, graphdef=graphdef)
         params = jax.eval_shape(solver.init_params, problem)
-        solver = dataclasses.replace(solver, optimizer=key_optimizer(opt, params),
-                                     refiner=key_optimizer(optax.lbfgs(), params))
+        refiner = key_optimizer(optax.lbfgs(), params) if self.lbfgs_steps else None
+        solver = dataclasses.replace(solver, optimizer=key_optimizer(opt, params), refiner=refiner)
         if not any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(problem)):
             solver._check_initial_loss(problem)
         return solver
@@ -234,7 +234,7 @@ class PINN(AbstractOptaxSolver):
         new, loss, terms = jax.lax.switch(stage, branches, s) if len(branches) > 1 else branches[0](s)
         physics_loss = sum((self.weights or {}).get(k, 1.0) * v for k, v in terms.items())
         better = (s.step >= nw) & (physics_loss < s.best_loss)
-        best = jax.tree.map(lambda a, b: jnp.where(better, a, b), old, s.best_params)
+        best = jax.lax.cond(better, lambda: old, lambda: s.best_params)
         best_loss = jnp.where(better, physics_loss, s.best_loss).astype(s.best_loss.dtype)
         new = dataclasses.replace(new, step=s.step + 1, points=points, loss=loss.astype(s.loss.dtype),
                                   best_params=best, best_loss=best_loss)
