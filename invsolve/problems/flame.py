@@ -170,7 +170,7 @@ def _residual(case, T, s):
 
     Rows: ``T_0 - T_in``; interior ``lambda D2 T - m c_p D1 T + q_F omega`` (central
     differences); outlet ``T'(L) = 0`` through a mirrored ghost point. Interior and outlet
-    rows are divided by ``rho_in c_p`` (units K m/s / m) so Newton sees O(1) rows.
+    rows are divided by ``rho_in c_p`` (they are then in K/s), the inlet-gradient row by G.
     """
     n = T.shape[0]
     h = case.L / (n - 1)
