@@ -161,12 +161,14 @@ class PINN(AbstractOptaxSolver):
             terms[k] = jnp.mean(jnp.square(v))
         return terms
 
-    def _loss(self, problem, points):
+    def _total(self, terms):
         w = self.weights or {}
+        return sum(w.get(k, 1.0) * v for k, v in terms.items())
 
+    def _loss(self, problem, points):
         def f(params):
             terms = self._terms(problem, params, points)
-            return sum(w.get(k, 1.0) * v for k, v in terms.items()), terms
+            return self._total(terms), terms
 
         return f
 
@@ -232,7 +234,7 @@ class PINN(AbstractOptaxSolver):
         stage = jnp.minimum(jnp.sum(s.step >= bounds), len(branches) - 1)
         old = s.params
         new, loss, terms = jax.lax.switch(stage, branches, s) if len(branches) > 1 else branches[0](s)
-        physics_loss = sum((self.weights or {}).get(k, 1.0) * v for k, v in terms.items())
+        physics_loss = self._total(terms)
         better = (s.step >= nw) & (physics_loss < s.best_loss)
         best = jax.lax.cond(better, lambda: old, lambda: s.best_params)
         best_loss = jnp.where(better, physics_loss, s.best_loss).astype(s.best_loss.dtype)
