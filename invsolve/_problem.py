@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from ._linop import AbstractLinearOperator
+from ._sampling import hammersley
 
 
 class GaussianNoise(eqx.Module):
@@ -196,8 +197,6 @@ class HasResidual(AbstractProblem):
         uniform random points when ``key`` is given (resampling)."""
         lo, hi = jnp.asarray(self.lower), jnp.asarray(self.upper)
         if key is None:
-            from ._sampling import hammersley
-
             unit = jnp.asarray(hammersley(n, lo.shape[0]), lo.dtype)
         else:
             unit = jax.random.uniform(key, (n, lo.shape[0]), lo.dtype)

@@ -23,6 +23,7 @@ refinement; `forward_problem` and `inverse` build the PINN problems of the paper
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, ClassVar
 
 import equinox as eqx
@@ -242,18 +243,19 @@ def _newton(case, T, s, tol, max_iter):
     return jax.lax.while_loop(cond, body, (T, s, 0, jnp.ones_like(s)))
 
 
-@jax.custom_vjp
-def _solve_grid(case, T0, s0):
-    T, s, _, _ = _newton_jit(case, T0, s0, 1e-12, 100)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _solve_grid(case, T0, s0, tol, max_iter):
+    """Newton on one grid, differentiable in ``case`` by the implicit function theorem."""
+    T, s, _, _ = _newton_jit(case, T0, s0, tol, max_iter)
     return T, s
 
 
-def _solve_grid_fwd(case, T0, s0):
-    T, s = _solve_grid(case, T0, s0)
+def _solve_grid_fwd(case, T0, s0, tol, max_iter):
+    T, s = _solve_grid(case, T0, s0, tol, max_iter)
     return (T, s), (case, T, s)
 
 
-def _solve_grid_bwd(res, ct):
+def _solve_grid_bwd(tol, max_iter, res, ct):
     """Implicit differentiation: F(z*, case) = 0  =>  case_bar = -(dF/dcase)^T J^{-T} z_bar."""
     case, T, s = res
     T_bar, s_bar = ct
@@ -348,7 +350,7 @@ def solve_reference(
             f"flame.solve_reference: s_L still changed by {abs(speeds[-1] - speeds[-2]) / speeds[-1]:.2e} "
             f"(relative) after {max_refinements} grid doublings ({n} points); raise max_refinements."
         )
-    T, s = _solve_grid(case, T, s)  # differentiable in ``case``; converges in one step
+    T, s = _solve_grid(case, T, s, newton_tol, max_newton)  # differentiable in ``case``; one step
     x = jnp.linspace(0.0, 1.0, n) * case.L
     return FlameSolution(
         s_L=s, x=x, T=T, u=case.velocity(T, s), rho=case.density(T, s), Y_F=case.fuel(T),
