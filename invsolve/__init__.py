@@ -8,7 +8,7 @@ from . import linalg, metrics, priors, problems, solvers
 from ._driver import DeviceLoop, HostLoop
 from ._linop import AbstractLinearOperator, MatrixOperator
 from ._problem import (
-    AbstractProblem, GaussianNoise, HasForward, HasLinearOperator, HasResidual, LinearInverse, LinearSystem,
+    AbstractProblem, GaussianNoise, HasForward, HasLinearOperator, HasResidual, HasSimulator, LinearInverse, LinearSystem,
 )
 from ._solution import RESULTS, Estimate, Solution, SolveError
 from ._solve import ProblemSolverIncompatible, solve
@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 __all__ = [
     "solve", "Solution", "RESULTS", "SolveError", "ProblemSolverIncompatible", "Estimate",
     "HostLoop", "DeviceLoop", "AbstractSolver", "AbstractOptaxSolver", "AbstractProblem",
-    "HasForward", "HasLinearOperator", "HasResidual", "LinearSystem", "LinearInverse", "GaussianNoise",
+    "HasForward", "HasLinearOperator", "HasResidual", "HasSimulator", "LinearSystem", "LinearInverse", "GaussianNoise",
     "AbstractLinearOperator", "MatrixOperator",
     "problems", "solvers", "priors", "metrics", "linalg",
 ]

@@ -225,3 +225,35 @@ def directional_derivatives(f, x, v):
     first = lambda y: jax.jvp(f, (y,), (v,))
     (fx, dfx), (_, d2fx) = jax.jvp(first, (x,), (v,))
     return fx, dfx, d2fx
+
+
+class HasSimulator(HasForward):
+    """A forward model over a box of parameters, for database query and sampling.
+
+    ``theta = theta_from_unit(z)`` for ``z`` in the unit cube ``[0, 1]^box_dim`` (a bijection;
+    `unit_from_theta` inverts it). ``features(theta)`` is a compact 1-D summary of the
+    simulated observation (vmap-able); ``match(features, unit)`` scores a bank
+    ``(n, n_features)`` simulated at ``unit`` ``(n, box_dim)`` against the observed data
+    (higher is better) and returns ``(scores, unit)``, where a problem may move an entry's
+    parameters (e.g. align its position with the data); ``signature()`` is a
+    JSON-able description that a stored database must match to be queried for this problem.
+    """
+
+    @property
+    @abc.abstractmethod
+    def box_dim(self) -> int: ...
+
+    @abc.abstractmethod
+    def theta_from_unit(self, z): ...
+
+    @abc.abstractmethod
+    def unit_from_theta(self, theta): ...
+
+    @abc.abstractmethod
+    def features(self, theta): ...
+
+    @abc.abstractmethod
+    def match(self, features, unit): ...
+
+    @abc.abstractmethod
+    def signature(self) -> dict: ...

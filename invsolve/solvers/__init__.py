@@ -1,5 +1,6 @@
 """Solvers: interchangeable methods, each an `AbstractSolver` run by `invsolve.solve`."""
 
+from .database import DatabaseQuery, Refined
 from .krylov import CG, PCG, Identity, Jacobi, AbstractPreconditioner
 from .linear_ls import CGLS, ChambollePock, Landweber
 from .map import GradientMAP
@@ -7,4 +8,4 @@ from .multigrid import Multigrid
 from .pinn import PINN
 
 __all__ = ["CG", "PCG", "Identity", "Jacobi", "AbstractPreconditioner", "Multigrid", "GradientMAP",
-           "CGLS", "Landweber", "ChambollePock", "PINN"]
+           "CGLS", "Landweber", "ChambollePock", "PINN", "DatabaseQuery", "Refined"]

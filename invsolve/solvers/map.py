@@ -42,6 +42,8 @@ class GradientMAP(AbstractOptaxSolver):
         max_steps: optimizer steps (default 1000).
         gtol: stop when ``||grad|| <= gtol * ||grad_0||``; None runs all ``max_steps`` and
             reports success.
+        theta0: the starting ``theta`` (unconstrained, the structure of
+            ``problem.init_params()``); None uses ``problem.init_params()``.
     History: ``loss`` (objective before each step), ``grad_norm``.
     """
 
@@ -50,6 +52,7 @@ class GradientMAP(AbstractOptaxSolver):
     prior: AbstractPrior | None = None
     max_steps: int | None = 1000
     gtol: float | None = None
+    theta0: Any = None
 
     def __check_init__(self):
         check_nonneg("GradientMAP max_steps", self.max_steps, integer=True)
@@ -61,7 +64,13 @@ class GradientMAP(AbstractOptaxSolver):
             )
 
     def init_params(self, problem):
-        return problem.init_params()
+        default = problem.init_params()
+        if self.theta0 is None:
+            return default
+        if jax.tree.structure(self.theta0) != jax.tree.structure(default):
+            raise ValueError(f"GradientMAP theta0 must have the structure of problem.init_params(): "
+                             f"{jax.tree.structure(default)}, got {jax.tree.structure(self.theta0)}.")
+        return jax.tree.map(lambda x, d: jnp.asarray(x, d.dtype).reshape(d.shape), self.theta0, default)
 
     def _objective(self, problem):
         def f(theta):
