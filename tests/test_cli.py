@@ -58,3 +58,20 @@ def test_flame_inverse_run_honours_set_and_writes_the_results_contract(tmp_path)
 def test_set_rejects_unknown_fields(capsys):
     assert cli.main(["run", "flame-inverse", "--quick", "--set", "nosuch=1"]) == 2
     assert "NAME one of" in capsys.readouterr().err
+
+
+def test_tumor_runs_write_the_results_contract(tmp_path):
+    out = tmp_path / "tg"
+    assert cli.main(["run", "tumor-gradient", "--quick", "--out", os.fspath(out), "--set", "max_steps=300"]) == 0
+    m = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert m["dice_edema"] > 0.9 and m["dice_core"] > 0.9 and m["rel_err_D"] < 0.3 and m["rel_err_rho"] < 0.2, m
+    out = tmp_path / "td"
+    args = ["run", "tumor-database", "--quick", "--out", os.fspath(out), "--set", "n_database=2000",
+            "--set", "max_steps=200", "--set", "t_end_known=False"]
+    assert cli.main(args) == 0
+    m = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert m["n_database"] == 2000 and m["build_time_s"] > 0 and 0 < m["query_time_s"] < m["gradient_time_s"]
+    for key in ("dice_edema", "dice_core", "rel_err_lambda", "rel_err_mu", "refined_rel_err_lambda"):
+        assert np.isfinite(m[key]), key
+    assert m["dice_edema"] > 0.7 and m["refined_dice_edema"] > 0.9, m
+    assert (out / "fields.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

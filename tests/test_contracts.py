@@ -19,6 +19,7 @@ PROBLEMS = {
     "ct": lambda: tomography.sparse_view(jnp.ones((8, 8)), 6, 0.01, key=jax.random.key(2)),
     "poisson-pinn": lambda: poisson.PoissonPINN(hard_bc=True, n_eval=5),
     "fisher-kpp": lambda: tumor.FisherKPP1D(n_eval=5),
+    "tumor": lambda: _tumor_problem(),
     "flame-inverse": lambda: flame.inverse(flame.FreelyPropagating(phi=0.46), 4, 0.0, key=jax.random.key(3),
                                            reference=_flame_reference(), n_eval=11),
 }
@@ -32,7 +33,20 @@ SOLVERS = {
     "landweber": lambda: inv.solvers.Landweber(),
     "chambolle-pock": lambda: inv.solvers.ChambollePock(lam=0.1),
     "pinn": lambda: inv.solvers.PINN(optax.adam(1e-3), hidden=(8,), n_collocation=16, steps=3),
+    "database": lambda: _tumor_bank(),
+    "database-refined": lambda: _tumor_bank().refine(inv.solvers.GradientMAP(optax.adam(1e-2))),
 }
+
+
+@functools.cache
+def _tumor_bank():
+    return inv.solvers.DatabaseQuery.build(_tumor_problem(), 8, jax.random.key(0), k=2)
+
+
+@functools.cache
+def _tumor_problem():
+    an = tumor.ellipsoid_brain((12, 14), 4.0)
+    return tumor.segmentation_inverse(an, tumor.Params(0.5, 0.05, (0.65, 0.4), 150.0), (0.25, 0.675))
 
 
 @functools.cache

@@ -450,7 +450,7 @@ def mni152_brain(resolution_mm: int = 3, axial_slice: float | None = None, dtype
     ships), averaged over ``resolution_mm``^3 blocks (1-4 mm voxels) and cropped to the brain
     with a one-voxel margin; RAS axes (x right, y anterior, z superior). 3 mm: (51, 63, 53)
     voxels. ``axial_slice`` in [0, 1] gives the 2D axial slice at that relative height
-    (cropped to its own tissue; 3 mm, 0.5: (48, 60)).
+    (cropped to its own tissue; 3 mm, 0.5: (50, 63)).
     Needs nilearn (``pip install 'invsolve[brain]'``)."""
     if resolution_mm not in (1, 2, 3, 4):
         raise ValueError(f"mni152_brain: resolution_mm must be 1, 2, 3 or 4, got {resolution_mm!r}.")
@@ -584,10 +584,15 @@ class SegmentationInverse(HasSimulator):
         return theta
 
     def init_params(self):
-        """The centre of the box (geometric for the rates)."""
+        """The rates at the (geometric) centre of their box; the origin at the centroid of the
+        core mask (of the oedema if the core is empty), kept inside the origin box."""
         dtype = self.anatomy.white.dtype
         theta = {name: jnp.zeros((), dtype) for name, _, _ in self.bounds}
-        theta["origin"] = jnp.zeros((self.anatomy.ndim,), dtype)
+        ref = jnp.where(jnp.sum(self.y_obs[1]) > 0, self.y_obs[1], self.y_obs[0])
+        grids = jnp.meshgrid(*[(jnp.arange(n, dtype=dtype) + 0.5) / n for n in self.anatomy.shape], indexing="ij")
+        centroid = jnp.stack([jnp.sum(g * ref) / jnp.sum(ref) for g in grids])
+        lo, width = self._origin_range(dtype)
+        theta["origin"] = _logit(jnp.clip((centroid - lo) / width, 0.01, 0.99))
         return theta
 
     def _coefficients(self, phys):
