@@ -3,14 +3,24 @@
 import re
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).parents[1] / "README.md"
 
 
-def test_readme_examples_run():
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    assert len(blocks) >= 6
+def _blocks():
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def test_readme_examples_run(tmp_path, monkeypatch):
+    """Every block but those marked ``# slow`` (those run in the test below)."""
+    monkeypatch.chdir(tmp_path)
+    blocks = _blocks()
+    assert len(blocks) >= 7
     namespace: dict = {}
     for block in blocks:
+        if block.startswith("# slow"):
+            continue
         exec(compile(block, str(README), "exec"), namespace)
     # the blocks assert their own numbers; check that the last one really ran
     assert namespace["tv"].value.shape == (128, 128)
@@ -25,3 +35,16 @@ def test_readme_starts_with_the_two_commands_ci_runs():
     ]
     ci = (Path(__file__).parents[1] / ".ci" / "run").read_text()
     assert 'pip install -e ".[test]" && pytest' in ci
+
+
+@pytest.mark.slow
+def test_readme_slow_examples_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    slow = [b for b in _blocks() if b.startswith("# slow")]
+    assert slow
+    for block in slow:
+        namespace: dict = {}
+        exec(compile(block, str(README), "exec"), namespace)
+        if "sol2" in namespace:  # the tumour example: both routes fit the scan
+            for sol in (namespace["sol"], namespace["sol2"]):
+                assert sol.metrics["dice_edema"] > 0.9 and sol.metrics["dice_core"] > 0.85, sol.metrics

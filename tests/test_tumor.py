@@ -283,6 +283,8 @@ def test_bad_input_messages(case2d):
         tumor.simulate(an, tumor.Params(0.1, 0.02, (0.01, 0.01), 100.0))
     with pytest.raises(ValueError, match="stability limit"):
         tumor.simulate(an, tumor.Params(0.1, 0.02, (0.5, 0.3), 100.0), dt=50.0)
+    with pytest.raises(ValueError, match="stability limit"):
+        tumor.simulate(an, tumor.Params(0.1, 0.02, (0.5, 0.3), 100.0), n_steps=2)
     with pytest.raises(ValueError, match="0 < edema < core < 1"):
         tumor.segmentation_inverse(an, case2d.truth, (0.6, 0.2))
     with pytest.raises(ValueError, match="0 < edema < core < 1"):

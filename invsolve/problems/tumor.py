@@ -174,29 +174,28 @@ class Anatomy(eqx.Module):
         return tuple(out)
 
     def max_rate(self):
-        """Largest diagonal entry of ``-div(m grad .)`` times h^2 (sum of a voxel's faces)."""
-        return float(np.max(np.asarray(_divergence(jnp.ones(self.shape, self.white.dtype), self.faces(),
-                                                   diagonal=True))))
+        """Largest sum of a voxel's face coefficients: the diagonal of ``-div(m grad .) h^2``."""
+        total = sum(_pad_axis(f, ax, 0, 1) + _pad_axis(f, ax, 1, 0) for ax, f in enumerate(self.faces()))
+        return float(np.max(np.asarray(total)))
 
     def position(self, origin):
         """Relative coordinates in [0, 1]^ndim -> position [mm] (voxel i spans [i, i+1] h)."""
         return jnp.asarray(origin, self.white.dtype) * jnp.asarray(self.shape, self.white.dtype) * self.spacing_mm
 
 
-def _divergence(u, faces, diagonal=False):
-    """``sum_axes diff(face * diff(u))``: the conservative stencil ``div(m grad u) h^2``
-    (no flux across the box or brain boundary). ``diagonal=True``: the stencil's
-    (positive) diagonal ``sum of the voxel's face coefficients`` instead."""
+def _pad_axis(x, ax, before, after):
+    pad = [(0, 0)] * x.ndim
+    pad[ax] = (before, after)
+    return jnp.pad(x, pad)
+
+
+def _divergence(u, faces):
+    """``sum_axes diff(face * diff(u))`` with zero flux at the ends: the conservative stencil
+    ``div(m grad u) h^2`` (no flux across the box or the brain boundary)."""
     out = jnp.zeros_like(u)
     for ax, f in enumerate(faces):
-        pad_hi = [(0, 0)] * u.ndim
-        pad_lo = [(0, 0)] * u.ndim
-        pad_hi[ax], pad_lo[ax] = (0, 1), (1, 0)
-        flux = f if diagonal else f * jnp.diff(u, axis=ax)
-        if diagonal:
-            out = out + jnp.pad(flux, pad_hi) + jnp.pad(flux, pad_lo)
-        else:
-            out = out + jnp.pad(flux, pad_hi) - jnp.pad(flux, pad_lo)
+        flux = f * jnp.diff(u, axis=ax)
+        out = out + _pad_axis(flux, ax, 0, 1) - _pad_axis(flux, ax, 1, 0)
     return out
 
 
@@ -352,7 +351,8 @@ def simulate(anatomy: Anatomy, params: Params, *, n_steps: int | None = None, dt
     Euler on the conservative 2n+1-point stencil, from `seed` at ``params.origin``.
     ``dt`` [days] defaults to 0.99 `stable_dt`; a larger one is refused. Under
     ``jit``/``grad``/``vmap`` pass ``n_steps`` (static; e.g. from `stable_steps` over the
-    parameter bounds), then ``dt = t_end / n_steps``. ``jax.grad`` runs a hand-written adjoint
+    parameter bounds; with ``save_at``, steps per interval between saves), then
+    ``dt = t_end / n_steps``: the caller keeps it below the limit. ``jax.grad`` runs a hand-written adjoint
     with checkpointed blocks (memory ~2 sqrt(n_steps) states).
 
     Returns ``u`` with the anatomy's shape and dtype, or ``(len(save_at), *shape)``.
@@ -362,19 +362,21 @@ def simulate(anatomy: Anatomy, params: Params, *, n_steps: int | None = None, dt
     faces = anatomy.faces()
     h2 = anatomy.spacing_mm**2
     dtype = anatomy.white.dtype
-    if n_steps is None:
-        if not _concrete(params):
-            raise ValueError("simulate: under jit/grad/vmap pass n_steps (static), e.g. "
-                             "tumor.stable_steps(anatomy, D_max, rho_max, t_end_max).")
+    if n_steps is not None and int(n_steps) < 1:
+        raise ValueError(f"simulate: n_steps must be a positive integer, got {n_steps!r}.")
+    if n_steps is None and not _concrete(params):
+        raise ValueError("simulate: under jit/grad/vmap pass n_steps (static), e.g. "
+                         "tumor.stable_steps(anatomy, D_max, rho_max, t_end_max).")
+    times = [params.t_end] if save_at is None else list(save_at)
+    if _concrete((params, times)):
         limit = stable_dt(anatomy, params.D_white, params.rho)
+        if n_steps is not None:
+            dt = float(np.max(np.diff(np.concatenate([[0.0], np.asarray(times, float)])))) / int(n_steps)
         if dt is None:
             dt = 0.99 * limit
-        elif not 0 < float(dt) <= limit:
+        elif not 0 < float(dt) <= limit * (1 + 1e-6):
             raise ValueError(f"simulate: dt = {float(dt):.4g} days exceeds the stability limit "
-                             f"{limit:.4g} days (1 / (D_white c / h^2 + rho)); use a smaller dt.")
-    elif int(n_steps) < 1:
-        raise ValueError(f"simulate: n_steps must be a positive integer, got {n_steps!r}.")
-    times = [params.t_end] if save_at is None else list(save_at)
+                             f"{limit:.4g} days (1 / (D_white c / h^2 + rho)); use a smaller dt or more steps.")
     out, t_prev = [], 0.0
     for t in times:
         span = jnp.asarray(t, dtype) - t_prev
