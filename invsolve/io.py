@@ -35,6 +35,12 @@ def save_checkpoint(path, carry, history: dict[str, list]) -> None:
     for name, chunks in history.items():
         arrays[f"hist_{name}"] = np.concatenate(chunks) if chunks else np.zeros((0,))
     meta = {"signature": _signature(carry), "kinds": [k for k, _ in leaves], "history": list(history)}
+    atomic_savez(path, meta, **arrays)
+
+
+def atomic_savez(path, meta: dict, **arrays) -> None:
+    """Write ``arrays`` and the JSON-able ``meta`` (as key ``"meta"``) to the ``.npz`` file
+    ``path`` through a temporary file, so a kill never leaves a half-written file."""
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from typing import Any, ClassVar
 
@@ -18,6 +17,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from .._problem import HasSimulator
 from .._solution import RESULTS, Estimate
 from .._solver import AbstractSolver, check_nonneg
+from ..io import atomic_savez
 
 
 class QueryState(eqx.Module):
@@ -34,15 +34,6 @@ def _sobol(n, d, key):
     with warnings.catch_warnings():  # n need not be a power of 2 here
         warnings.simplefilter("ignore", UserWarning)
         return qmc.Sobol(d, scramble=True, seed=seed).random(n).astype(np.float32)
-
-
-def _save_npz(path, **arrays):
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp.npz")
-    with os.fdopen(fd, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
 
 
 def _same(a, b):
@@ -132,8 +123,7 @@ class DatabaseQuery(AbstractSolver):
 
         def save():
             meta = {"signature": sig, "done": done, "build_time_s": elapsed, "k": k}
-            _save_npz(path, unit=unit, features=feats[:max(done, 1)] if done < n else feats,
-                      meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+            atomic_savez(path, meta, unit=unit, features=feats[:max(done, 1)] if done < n else feats)
 
         last_save = time.perf_counter()
         try:
@@ -160,8 +150,7 @@ class DatabaseQuery(AbstractSolver):
     def save(self, path) -> None:
         """Write the bank to ``path`` (``.npz``: unit coordinates, features, signature)."""
         meta = {"signature": self.signature, "done": self.n, "build_time_s": self.build_time_s, "k": self.k}
-        _save_npz(path, unit=np.asarray(self.unit), features=np.asarray(self.features),
-                  meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+        atomic_savez(path, meta, unit=np.asarray(self.unit), features=np.asarray(self.features))
 
     @classmethod
     def load(cls, path, k: int | None = None) -> "DatabaseQuery":
