@@ -494,19 +494,6 @@ def segment(u, thresholds=(0.2, 0.6), *, noise: float = 0.0, key=None):
     return u[None] >= th
 
 
-def _pool(x, stride: int):
-    """Mean over ``stride``^ndim blocks of the trailing grid axes (zero padded)."""
-    if stride == 1:
-        return x
-    nd = x.ndim - 1
-    pad = [(0, 0)] + [(0, -n % stride) for n in x.shape[1:]]
-    x = jnp.pad(x, pad)
-    shape = [x.shape[0]]
-    for n in x.shape[1:]:
-        shape += [n // stride, stride]
-    return x.reshape(shape).mean(axis=tuple(range(2, 2 + 2 * nd, 2)))
-
-
 def _logit(p):
     return jnp.log(p) - jnp.log1p(-p)
 
@@ -522,7 +509,8 @@ class SegmentationInverse(HasSimulator):
     masks ``sigmoid((u - threshold) / softness)`` (a differentiable surrogate for the
     thresholds, in the spirit of Lipkova et al.'s Bernoulli likelihood). ``y_obs``:
     ``(2, *shape)`` masks as floats (oedema, core).
-    Metrics: ``dice_edema``, ``dice_core`` of the estimate's masks against ``y_obs``; with a
+    Database features: the density in a ``window_mm`` window around the tumour (`features`,
+    `match`). Metrics: ``dice_edema``, ``dice_core`` of the estimate's masks against ``y_obs``; with a
     known truth ``rel_err_D``, ``rel_err_rho`` (or ``rel_err_lambda``, ``rel_err_mu``) and
     ``origin_err_mm``.
     """
@@ -537,6 +525,7 @@ class SegmentationInverse(HasSimulator):
     n_steps: int = eqx.field(static=True)
     softness: float = eqx.field(static=True, default=0.01)
     seed_sigma_mm: float | None = eqx.field(static=True, default=None)
+    window_mm: float = eqx.field(static=True, default=90.0)
 
     @property
     def x_true(self):
@@ -629,62 +618,72 @@ class SegmentationInverse(HasSimulator):
 
     # --- database features -----------------------------------------------------------
     @property
-    def feature_stride(self):
-        return max(1, int(math.ceil((np.prod(self.anatomy.shape) / 1e4) ** (1.0 / self.anatomy.ndim))))
+    def window(self):
+        """Voxels per axis of the feature window (``window_mm``, odd, at most the grid)."""
+        w = int(math.ceil(self.window_mm / self.anatomy.spacing_mm)) // 2 * 2 + 1
+        return tuple(min(w, n - (1 - n % 2)) for n in self.anatomy.shape)
+
+    def _centroid(self, mask):
+        """Centroid of a mask ``(*shape)`` in voxel coordinates, and its size."""
+        size = jnp.sum(mask)
+        idx = [jnp.arange(n, dtype=mask.dtype) for n in self.anatomy.shape]
+        c = [jnp.sum(jnp.sum(mask, axis=tuple(a for a in range(mask.ndim) if a != ax)) * x) for ax, x in enumerate(idx)]
+        return jnp.stack(c) / jnp.maximum(size, 1e-6), size
+
+    def _crop(self, x, centre):
+        """The window of ``x`` (leading axes kept) centred on the voxel nearest ``centre``."""
+        lead = x.ndim - self.anatomy.ndim
+        half = [w // 2 for w in self.window]
+        x = jnp.pad(x, [(0, 0)] * lead + [(h, h) for h in half])
+        start = [0] * lead + list(jnp.clip(jnp.round(centre).astype(jnp.int32), 0,
+                                           jnp.asarray(self.anatomy.shape) - 1))
+        return jax.lax.dynamic_slice(x, start, x.shape[:lead] + self.window)
 
     def features(self, theta):
-        """The density average-pooled over ``feature_stride``^ndim blocks, flattened."""
-        return _pool(self.density(theta)[None], self.feature_stride).ravel()
-
-    def _pooled_shape(self):
-        st = self.feature_stride
-        return tuple(-(-n // st) for n in self.anatomy.shape)
+        """The density in a ``window_mm`` window centred on the tumour (the centroid of its
+        oedema mask; the seed if nothing is visible), flattened, then that centroid in voxel
+        coordinates and the seed's: a description that does not depend on where the tumour
+        is, so `match` can compare a simulation with a scan anywhere."""
+        u = self.density(theta)
+        seed_vox = self.constrain(theta)["origin"] * jnp.asarray(self.anatomy.shape, u.dtype) - 0.5
+        c, size = self._centroid((u >= self.thresholds[0]).astype(u.dtype))
+        c = jnp.where(size > 0, c, seed_vox)
+        return jnp.concatenate([self._crop(u, c).ravel(), c - seed_vox])
 
     def match(self, features, unit):
-        """Score a bank against the data, aligning each entry's tumour with the observed one.
+        """Score a bank against the data, each entry moved onto the observed tumour.
 
-        Each entry's pooled density is shifted by whole pooled voxels so that the centroid of
-        its oedema mask falls on the observed oedema centroid; the score is the mean Dice of
-        the two shifted masks against the pooled observed masks, and the entry's origin is
-        moved by the same (unrounded) offset. The shift reuses an entry for every seed
-        position, so the bank need only cover (D, rho) or (lam, mu) densely; the anatomy
-        around the shifted seed differs, which the score sees. Entries without a visible
-        tumour score 0. Returns ``(scores (n,), unit (n, box_dim))``.
+        An entry's window (see `features`) is compared with the observed masks in the same
+        window around the observed oedema's centroid: the score is the mean Dice of the two
+        masks. The entry's origin moves by the same offset (observed centroid - simulated
+        centroid), so one simulation stands for every seed position; the anatomy around the
+        moved seed differs, which the score does not see but the refinement does. Entries
+        without a visible tumour score 0. Returns ``(scores (n,), unit (n, box_dim))``.
         """
-        grid = self._pooled_shape()
-        f = features.reshape((-1,) + grid).astype(jnp.float32)
-        obs = _pool(self.y_obs, self.feature_stride).astype(jnp.float32)
-        axes = [jnp.arange(n, dtype=jnp.float32) for n in grid]
-
-        def centroid(m):  # m: (..., *grid) -> (..., ndim)
-            tot = jnp.sum(m, axis=tuple(range(-len(grid), 0)))
-            cs = []
-            for ax, x in enumerate(axes):
-                other = tuple(a for a in range(-len(grid), 0) if a != ax - len(grid))
-                cs.append(jnp.sum(jnp.sum(m, axis=other) * x, axis=-1) / jnp.maximum(tot, 1e-6))
-            return jnp.stack(cs, -1), tot
-
-        c_obs, _ = centroid(obs[0])
-        c, size = centroid((f >= self.thresholds[0]).astype(jnp.float32))
-        offset = c_obs - c
-        shift = jnp.round(offset).astype(jnp.int32)
-        f = jax.vmap(lambda img, s: jnp.roll(img, tuple(s), tuple(range(len(grid)))))(f, shift)
+        d = self.anatomy.ndim
+        win = features[:, :-d].astype(jnp.float32)
+        offset = features[:, -d:].astype(jnp.float32)  # simulated centroid - seed, voxels
+        obs = self.y_obs.astype(jnp.float32)
+        c_obs, _ = self._centroid(obs[0])
+        obs_win = self._crop(obs, c_obs).reshape(2, -1)
         scores = []
         for i, th in enumerate(self.thresholds):
-            m = (f >= th).reshape(f.shape[0], -1).astype(jnp.float32)
-            o = obs[i].ravel()
-            scores.append(2.0 * (m @ o) / jnp.maximum(jnp.sum(m, axis=1) + jnp.sum(o), 1e-6))
-        score = jnp.where(size > 0, 0.5 * (scores[0] + scores[1]), 0.0)
+            m = (win >= th).astype(jnp.float32)
+            scores.append(2.0 * (m @ obs_win[i]) / jnp.maximum(jnp.sum(m, axis=1) + jnp.sum(obs_win[i]), 1e-6))
+        visible = jnp.max(win, axis=1) >= self.thresholds[0]
+        score = jnp.where(visible, 0.5 * (scores[0] + scores[1]), 0.0)
         k = len(self.bounds)
         lo, width = self._origin_range(jnp.float32)
-        moved = unit[:, k:] + offset * self.feature_stride / (jnp.asarray(self.anatomy.shape, jnp.float32) * width)
+        shape = jnp.asarray(self.anatomy.shape, jnp.float32)
+        seed_rel = (c_obs - offset + 0.5) / shape  # the seed that puts the simulated centroid on the observed one
+        moved = (seed_rel - lo) / width
         return score, unit.at[:, k:].set(jnp.clip(moved, 1e-6, 1 - 1e-6))
 
     def signature(self):
         """What a database must share with this problem to be queried for it."""
         return {"shape": list(self.anatomy.shape), "spacing_mm": self.anatomy.spacing_mm,
                 "bounds": [list(b) for b in self.bounds], "origin_box": [list(b) for b in self.origin_box], "t_end": self.t_end, "n_steps": self.n_steps,
-                "feature_stride": self.feature_stride, "seed_sigma_mm": self.seed_sigma_mm,
+                "window": list(self.window), "thresholds": list(self.thresholds), "seed_sigma_mm": self.seed_sigma_mm,
                 "anatomy_sum": round(float(np.asarray(self.anatomy.relative_diffusivity, np.float64).sum()), 3)}
 
     # --- metrics -----------------------------------------------------------------------
@@ -735,7 +734,8 @@ def _box_steps(anatomy, bounds, t_end):
 
 def from_segmentation(anatomy: Anatomy, edema, core, thresholds=(0.2, 0.6), *, t_end=None, bounds=None,
                       origin_radius_mm: float | None = 15.0, truth: Params | None = None,
-                      n_steps: int | None = None, softness: float = 0.01, seed_sigma_mm=None) -> SegmentationInverse:
+                      n_steps: int | None = None, softness: float = 0.01, seed_sigma_mm=None,
+                      window_mm: float = 90.0) -> SegmentationInverse:
     """The inverse problem for observed masks (booleans of the anatomy's shape): oedema (whole
     tumour) and core. ``t_end`` [days] if known; ``bounds`` as in `default_bounds`. The origin
     is searched within ``origin_radius_mm`` (per axis) of the core's centroid (the oedema's if
@@ -777,13 +777,13 @@ def from_segmentation(anatomy: Anatomy, edema, core, thresholds=(0.2, 0.6), *, t
         origin_box = tuple((round(max(0.0, c - w), 6), round(min(1.0, c + w), 6)) for c, w in zip(centre, r))
     y = jnp.asarray(np.stack(masks), anatomy.white.dtype)
     return SegmentationInverse(anatomy, y, truth, (lo, hi), bounds, origin_box, t_end, n, float(softness),
-                               seed_sigma_mm)
+                               seed_sigma_mm, float(window_mm))
 
 
 def segmentation_inverse(anatomy: Anatomy, truth: Params, thresholds=(0.2, 0.6), *, key=None,
                          noise: float = 0.0, t_end_known: bool = True, bounds=None,
                          origin_radius_mm: float | None = 15.0, n_steps: int | None = None,
-                         softness: float = 0.01, seed_sigma_mm=None):
+                         softness: float = 0.01, seed_sigma_mm=None, window_mm: float = 90.0):
     """A synthetic case: simulate ``truth`` on ``anatomy``, segment at ``thresholds`` (with
     boundary ``noise``, see `segment`), and pose the inverse problem (`from_segmentation`).
     The data are simulated with the problem's own ``n_steps`` (stable over the box)."""
@@ -804,4 +804,4 @@ def segmentation_inverse(anatomy: Anatomy, truth: Params, thresholds=(0.2, 0.6),
     masks = segment(u, thresholds, noise=noise, key=key) & anatomy.brain[None]
     return from_segmentation(anatomy, masks[0], masks[1], thresholds, t_end=t_end, bounds=bounds_,
                              origin_radius_mm=origin_radius_mm, truth=truth, n_steps=n, softness=softness,
-                             seed_sigma_mm=seed_sigma_mm)
+                             seed_sigma_mm=seed_sigma_mm, window_mm=window_mm)
