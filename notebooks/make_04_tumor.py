@@ -166,9 +166,10 @@ md(r"""
 
 Ezhov et al. replace the optimisation by a nearest-neighbour search in a precomputed bank. `DatabaseQuery.build`
 simulates 10,000 parameter sets on a scrambled Sobol sequence over the same box (`vmap`ped batches, sharded over
-the devices; it can be saved and resumed). A query scores every entry by the Dice of its masks against the
-scan's, after shifting the entry's tumour onto the scan's centroid (so the bank needs to cover the rates, not
-every position), and returns the best five with a score-weighted spread.
+the devices; it can be saved and resumed). Each simulation is stored as the density in a 90 mm window
+around its tumour. A query crops the scan the same way around its own tumour, scores every entry by the Dice of
+both masks, moves each entry's seed by the offset between the two tumours (so the bank needs to cover the rates,
+not every position), and returns the best five with a score-weighted spread.
 """)
 
 code(r"""
@@ -199,8 +200,8 @@ plt.tight_layout()
 """)
 
 md(r"""
-The query reaches most of the gradient's Dice in a few percent of its time; its parameters are coarser (the
-bank's spacing), and a short refinement recovers the gradient's accuracy. The bank's build costs about as much
+The query reaches most of the gradient's Dice in a small fraction of its time; its parameters are coarser
+(masks of nearly equal Dice span a range of $D$), and a short refinement recovers the gradient's accuracy. The bank's build costs about as much
 as one gradient inversion here, so the for-loop pays off from the second scan on (the paper's setting: one bank,
 many patients).
 
