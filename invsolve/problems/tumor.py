@@ -567,7 +567,7 @@ class SegmentationInverse(HasSimulator):
 
     def unconstrain(self, phys):
         """Inverse of `constrain`."""
-        theta = {name: _logit((jnp.log(phys[name]) - math.log(lo)) / math.log(hi / lo))
+        theta = {name: _logit(jnp.clip((jnp.log(phys[name]) - math.log(lo)) / math.log(hi / lo), 1e-6, 1 - 1e-6))
                  for name, lo, hi in self.bounds}
         o = jnp.asarray(phys["origin"])
         lo, width = self._origin_range(o.dtype)
