@@ -29,7 +29,12 @@ def _cmd_run(args) -> int:
         return 2
     import jax
 
-    jax.config.update("jax_enable_x64", exp.x64)
+    with jax.enable_x64(exp.x64):  # the experiment's precision, the caller's setting kept
+        return _run(exp, args)
+
+
+def _run(exp, args) -> int:
+    import jax
     import jaxlib
 
     from . import __version__

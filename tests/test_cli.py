@@ -75,3 +75,11 @@ def test_tumor_runs_write_the_results_contract(tmp_path):
         assert np.isfinite(m[key]), key
     assert m["dice_edema"] > 0.7 and m["refined_dice_edema"] > 0.9, m
     assert (out / "fields.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_run_leaves_the_callers_x64_setting(tmp_path):
+    import jax
+
+    before = jax.config.jax_enable_x64
+    assert cli.main(["run", "tumor-gradient", "--quick", "--out", os.fspath(tmp_path), "--set", "max_steps=2"]) == 0
+    assert jax.config.jax_enable_x64 == before
