@@ -230,8 +230,7 @@ def directional_derivatives(f, x, v):
 class HasSimulator(HasForward):
     """A forward model over a box of parameters, for database query and sampling.
 
-    ``theta = theta_from_unit(z)`` for ``z`` in the unit cube ``[0, 1]^box_dim`` (a bijection;
-    `unit_from_theta` inverts it). ``features(theta)`` is a compact 1-D summary of the
+    ``theta = theta_from_unit(z)`` for ``z`` in the unit cube ``[0, 1]^box_dim``. ``features(theta)`` is a compact 1-D summary of the
     simulated observation (vmap-able); ``match(features, unit)`` scores a bank
     ``(n, n_features)`` simulated at ``unit`` ``(n, box_dim)`` against the observed data
     (higher is better) and returns ``(scores, unit)``, where a problem may move an entry's
@@ -245,9 +244,6 @@ class HasSimulator(HasForward):
 
     @abc.abstractmethod
     def theta_from_unit(self, z): ...
-
-    @abc.abstractmethod
-    def unit_from_theta(self, theta): ...
 
     @abc.abstractmethod
     def features(self, theta): ...

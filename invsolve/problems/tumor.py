@@ -529,15 +529,17 @@ class SegmentationInverse(HasSimulator):
 
     @property
     def x_true(self):
-        return None if self.truth is None else self._physical_truth()
+        """The true unknowns (physical units), or None."""
+        t = self.truth
+        if t is None:
+            return None
+        if self.t_end is not None:
+            return {"D_white": t.D_white, "rho": t.rho, "origin": t.origin}
+        return {"lam": t.lam, "mu": t.mu, "origin": t.origin}
 
     @property
     def noise(self):  # the likelihood is Bernoulli, see neg_log_likelihood
         return None
-
-    @property
-    def names(self):
-        return tuple(b[0] for b in self.bounds) + ("origin",)
 
     # --- parametrization -------------------------------------------------------------
     @property
@@ -554,10 +556,6 @@ class SegmentationInverse(HasSimulator):
     def _origin_range(self, dtype):
         lo, hi = (jnp.asarray([b[i] for b in self.origin_box], dtype) for i in (0, 1))
         return lo, hi - lo
-
-    def unit_from_theta(self, theta):
-        return jnp.concatenate([jnp.stack([jax.nn.sigmoid(theta[n]) for n, _, _ in self.bounds]),
-                                jax.nn.sigmoid(theta["origin"])])
 
     def constrain(self, theta):
         out = {name: lo * (hi / lo) ** jax.nn.sigmoid(theta[name]) for name, lo, hi in self.bounds}
@@ -687,12 +685,6 @@ class SegmentationInverse(HasSimulator):
                 "anatomy_sum": round(float(np.asarray(self.anatomy.relative_diffusivity, np.float64).sum()), 3)}
 
     # --- metrics -----------------------------------------------------------------------
-    def _physical_truth(self):
-        t = self.truth
-        if self.t_end is not None:
-            return {"D_white": t.D_white, "rho": t.rho, "origin": t.origin}
-        return {"lam": t.lam, "mu": t.mu, "origin": t.origin}
-
     def metrics(self, value):
         from ..metrics import dice
 
@@ -701,7 +693,7 @@ class SegmentationInverse(HasSimulator):
         out = {"dice_edema": dice(masks[0], self.y_obs[0]), "dice_core": dice(masks[1], self.y_obs[1])}
         if self.truth is not None:
             names = {"D_white": "D", "rho": "rho", "lam": "lambda", "mu": "mu"}
-            for name, true in self._physical_truth().items():
+            for name, true in self.x_true.items():
                 if name != "origin":
                     out[f"rel_err_{names[name]}"] = jnp.abs(value[name] - true) / true
             d = self.anatomy.position(value["origin"]) - self.anatomy.position(self.truth.origin)
@@ -788,7 +780,6 @@ def segmentation_inverse(anatomy: Anatomy, truth: Params, thresholds=(0.2, 0.6),
     boundary ``noise``, see `segment`), and pose the inverse problem (`from_segmentation`).
     The data are simulated with the problem's own ``n_steps`` (stable over the box)."""
     _check_thresholds(thresholds)
-    _check_origin_inside(anatomy, truth.origin)
     t_end = float(truth.t_end) if t_end_known else None
     bounds_ = default_bounds(t_end) if bounds is None else bounds
     b = {n: (lo, hi) for n, lo, hi in bounds_}
