@@ -32,8 +32,8 @@ _MESSAGES = {
     "(raise max_steps, loosen the tolerance, or pass throw=False to get the last iterate)",
     RESULTS.nonfinite: "a NaN or infinity appeared in the iterates (lower the step size, "
     "check the data for non-finite values)",
-    RESULTS.breakdown: "the method broke down (for CG: the operator is not positive "
-    "definite on the Krylov space)",
+    RESULTS.breakdown: "the method broke down (for CG and DCDM: a search direction p has "
+    "p.A p <= 0, so the operator is not positive definite)",
 }
 
 

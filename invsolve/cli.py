@@ -1,4 +1,5 @@
-"""Command line: ``invsolve list`` and ``invsolve run NAME [--quick] [--out DIR] [--seed N]``."""
+"""Command line: ``invsolve list``, ``invsolve run NAME [--quick] [--out DIR] [--seed N]`` and
+``invsolve train MODEL --out FILE [--checkpoint FILE]``."""
 
 from __future__ import annotations
 
@@ -101,6 +102,22 @@ def _override(cfg, assignments):
     return dataclasses.replace(cfg, **changes)
 
 
+def _cmd_train(args) -> int:
+    from .solvers import dcdm
+
+    family, _, name = args.name.partition("-")
+    if family != "dcdm" or name not in dcdm.RECIPES:
+        known = ", ".join(f"dcdm-{n}" for n in sorted(dcdm.RECIPES))
+        print(f"invsolve train: unknown model {args.name!r}; known: {known}", file=sys.stderr)
+        return 2
+    recipe = _override(dcdm.RECIPES[name], args.set)
+    t0 = time.perf_counter()
+    model = dcdm.train_recipe(name, checkpoint=args.checkpoint, progress=True, **dataclasses.asdict(recipe))
+    model.save(args.out)
+    print(f"wrote {args.out} ({model.n_params} parameters) in {time.perf_counter() - t0:.0f} s: {dict(model.info)}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="invsolve", description="Scientific inverse problems in JAX.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -113,6 +130,12 @@ def main(argv=None) -> int:
     run.add_argument("--set", action="append", metavar="NAME=VALUE",
                      help="override a configuration field, e.g. --set noise=0 (repeatable)")
     run.set_defaults(func=_cmd_run)
+    train = sub.add_parser("train", help="train a shipped model from its recipe (see invsolve/weights/MANIFEST.md)")
+    train.add_argument("name", help="dcdm-poisson2d-64 or dcdm-poisson3d-32")
+    train.add_argument("--out", required=True, help="where to write the weights (.npz)")
+    train.add_argument("--checkpoint", default=None, help="checkpoint file (.npz): written as it trains, resumed from")
+    train.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a recipe field (repeatable)")
+    train.set_defaults(func=_cmd_train)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -47,6 +47,9 @@ def atomic_savez(path, meta: dict, **arrays) -> None:
     fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp.npz")
     with os.fdopen(fd, "wb") as f:
         np.savez(f, **arrays)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a saved result is an ordinary file
     os.replace(tmp, path)
 
 

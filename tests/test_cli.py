@@ -83,3 +83,30 @@ def test_run_leaves_the_callers_x64_setting(tmp_path):
     before = jax.config.jax_enable_x64
     assert cli.main(["run", "tumor-gradient", "--quick", "--out", os.fspath(tmp_path), "--set", "max_steps=2"]) == 0
     assert jax.config.jax_enable_x64 == before
+
+
+def test_dcdm_run_writes_the_results_contract(tmp_path):
+    assert cli.main(["run", "dcdm-poisson", "--quick", "--out", os.fspath(tmp_path)]) == 0
+    m = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
+    assert set(m["sizes"]) == {"64x64", "128x128"}
+    for size, row in m["sizes"].items():
+        assert row["true_residual_dcdm"] <= 1e-4 and row["result_dcdm"] == "successful", (size, row)
+        assert 4 * row["iters_dcdm"] <= row["iters_cg"], (size, row)
+        assert row["iters_pcg_mg"] < row["iters_dcdm"] < row["iters_cg"]
+    assert m["iters_dcdm"] == m["sizes"]["128x128"]["iters_dcdm"]
+
+
+def test_train_rejects_an_unknown_model(capsys):
+    assert cli.main(["train", "dcdm-poisson5d", "--out", "x.npz"]) == 2
+    assert "known: dcdm-poisson2d-64, dcdm-poisson3d-32" in capsys.readouterr().err
+
+
+def test_train_writes_a_model_that_loads(tmp_path):
+    from invsolve.solvers import dcdm
+
+    out = tmp_path / "m.npz"
+    args = ["train", "dcdm-poisson2d-64", "--out", os.fspath(out), "--set", "steps=3", "--set", "n_vectors=80",
+            "--set", "n_lanczos=40", "--set", "n_layouts=1", "--set", "features=4"]
+    assert cli.main(args) == 0
+    model = dcdm.DCDMModel.load(out)
+    assert model.config == (4, 1, 2) and dict(model.info)["recipe"] == "poisson2d-64"

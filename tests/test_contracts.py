@@ -33,6 +33,7 @@ SOLVERS = {
     "landweber": lambda: inv.solvers.Landweber(),
     "chambolle-pock": lambda: inv.solvers.ChambollePock(lam=0.1),
     "pinn": lambda: inv.solvers.PINN(optax.adam(1e-3), hidden=(8,), n_collocation=16, steps=3),
+    "dcdm": lambda: inv.solvers.DCDM(inv.solvers.dcdm.DCDMModel.init(2, jax.random.key(0), features=4, levels=1, blocks=1)),
     "database": lambda: _tumor_bank(),
     "database-refined": lambda: _tumor_bank().refine(inv.solvers.GradientMAP(optax.adam(1e-2))),
 }
@@ -67,7 +68,7 @@ def test_contract(pname, sname):
         with pytest.raises(inv.ProblemSolverIncompatible, match=type(solver).__name__):
             inv.solve(problem, solver)
         return
-    if isinstance(solver, (inv.solvers.CG, inv.solvers.PCG)) and not problem.operator().symmetric:
+    if isinstance(solver, (inv.solvers.CG, inv.solvers.PCG, inv.solvers.DCDM)) and not problem.operator().symmetric:
         with pytest.raises(ValueError, match="needs a symmetric positive definite operator"):
             inv.solve(problem, solver)
         return

@@ -50,3 +50,4 @@ from . import poisson as _poisson  # noqa: E402,F401  (registers its experiments
 from . import tomography as _tomography  # noqa: E402,F401
 from . import flame as _flame  # noqa: E402,F401
 from . import tumor as _tumor  # noqa: E402,F401
+from . import dcdm as _dcdm  # noqa: E402,F401

@@ -361,6 +361,33 @@ def smooth_field(key, shape, n_bumps: int = 3, width: float = 0.2):
     return taper * jnp.sum(a * jnp.exp(-0.5 * r2 / w**2), axis=0)
 
 
+def smoke_obstacles(shape, key, n_obstacles: int = 4, size: tuple[float, float] = (0.08, 0.18)):
+    """Solid obstacles like those of a smoke simulation (Kaneda et al.'s test scenes): a
+    boolean mask of ``shape`` (an int ``n`` means the cube ``(n, n, n)``), True in solid
+    cells, made of ``n_obstacles`` random balls and boxes with radii / half-widths in
+    ``size`` (fractions of the box) and centres in [0.2, 0.8]^d. Fluid pockets cut off from
+    the walls are filled in, so that a Dirichlet operator on the fluid stays nonsingular.
+    The same ``key`` gives the same layout at every resolution."""
+    import scipy.ndimage as ndi
+
+    shape = (int(shape),) * 3 if isinstance(shape, (int, np.integer)) else _check_shape(shape)
+    d = len(shape)
+    u = np.asarray(jax.random.uniform(key, (n_obstacles, 2 + d), dtype=jnp.float32), np.float64)
+    x = np.stack(np.meshgrid(*[(np.arange(n) + 0.5) / n for n in shape], indexing="ij"), -1)
+    solid = np.zeros(shape, bool)
+    for kind, rad, *c in u:
+        r = size[0] + (size[1] - size[0]) * rad
+        dx = x - (0.2 + 0.6 * np.asarray(c))
+        solid |= (np.sqrt((dx**2).sum(-1)) <= r) if kind < 0.5 else (np.abs(dx).max(-1) <= r)
+    labels, _ = ndi.label(~solid)
+    border = np.zeros(shape, bool)
+    for a in range(d):
+        border[(slice(None),) * a + (0,)] = border[(slice(None),) * a + (-1,)] = True
+    open_to_walls = np.setdiff1d(np.unique(labels[border]), [0])
+    solid |= ~np.isin(labels, open_to_walls)
+    return jnp.asarray(solid)
+
+
 def _sensors(key, n_sensors, shape, obstacles):
     n_cells = int(np.prod(shape))
     fluid = np.ones(n_cells, bool) if obstacles is None else ~np.asarray(obstacles, bool).ravel()

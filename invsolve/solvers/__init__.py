@@ -1,6 +1,8 @@
 """Solvers: interchangeable methods, each an `AbstractSolver` run by `invsolve.solve`."""
 
+from . import dcdm
 from .database import DatabaseQuery, Refined
+from .dcdm import DCDM
 from .krylov import CG, PCG, Identity, Jacobi, AbstractPreconditioner
 from .linear_ls import CGLS, ChambollePock, Landweber
 from .map import GradientMAP
@@ -8,4 +10,4 @@ from .multigrid import Multigrid
 from .pinn import PINN
 
 __all__ = ["CG", "PCG", "Identity", "Jacobi", "AbstractPreconditioner", "Multigrid", "GradientMAP",
-           "CGLS", "Landweber", "ChambollePock", "PINN", "DatabaseQuery", "Refined"]
+           "CGLS", "Landweber", "ChambollePock", "PINN", "DatabaseQuery", "Refined", "DCDM", "dcdm"]

@@ -1,0 +1,498 @@
+"""The deep conjugate direction method (DCDM) for ``A x = b`` with ``A`` symmetric positive
+definite: a Krylov-like iteration whose search directions come from a network.
+
+Kaneda, Akar, Chen, Kala, Teran, "A Deep Conjugate Direction Method for Iteratively Solving
+Linear Systems", ICML 2023. Algorithm 1 of the paper:
+
+    r_0 = b - A x_0
+    q_k = f(r_k / |r_k|)                                   the network, ~ A^{-1} r_k up to a scale
+    q_k <- q_k - sum_{j = k-m..k-1} (q_k.A p_j / p_j.A p_j) p_j      A-orthogonal to the last m
+    x_{k+1} = x_k + (q_k.r_k / q_k.A q_k) q_k               exact line search
+    r_{k+1} = b - A x_{k+1}                                  recomputed, not recursive
+
+and its unsupervised training (eq. 9 of the paper): minimise the mean over right-hand sides
+``b`` of ``|b - A (q.b / q.A q) q|^2`` with ``q = f(b)``, the residual after one exact line
+search along ``f(b)``; the ``b`` are random combinations of Ritz vectors of ``A`` from a
+Lanczos run, with the low half of the spectrum weighted x9 (the paper's ``datasetcreate.py``).
+
+Here the network (`invsolve.nn.ConvUNet`, float32) sees two channels, the residual scaled to
+unit RMS (the paper's ``r/|r|`` times ``sqrt(n)``, so that the input is O(1) on every grid
+size) and the fluid mask of the operator (1 in fluid cells, 0 in solid obstacle cells), and
+its output is zeroed in solid cells. The solid cells of an `invsolve.problems.poisson`
+operator decouple (``A`` is the identity there), so the iteration starts from ``x_0 = b``
+on them and never touches them again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from .._problem import HasLinearOperator
+from .._solution import RESULTS, Estimate
+from .._solver import AbstractSolver, check_nonneg
+from ..nn import ConvUNet
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+PRETRAINED = {"poisson2d-64": "dcdm-poisson2d-64.npz", "poisson3d-32": "dcdm-poisson3d-32.npz"}
+
+
+def _fluid(A) -> jax.Array:
+    """1.0 in cells where ``A`` is not the identity (fluid), 0.0 in solid cells."""
+    solid = getattr(A, "solid", None)
+    if solid is None:
+        return jnp.ones(A.in_shape, A.dtype)
+    return jnp.where(solid, 0.0, 1.0).astype(A.dtype)
+
+
+# --------------------------------------------------------------------------------------
+# the model
+# --------------------------------------------------------------------------------------
+class DCDMModel(eqx.Module):
+    """A trained DCDM network: ``model(r, fluid) -> q``, a search direction for residual ``r``.
+
+    ``r`` and ``fluid`` have the grid shape (2D or 3D, any size: the network is fully
+    convolutional); ``q`` has the same shape and is zero where ``fluid`` is 0. Float32
+    parameters; the input is cast to them and the output cast back to ``r.dtype``.
+
+    Attributes:
+        graphdef: the `ConvUNet` structure (static); params: its weights.
+        ndim: grid dimension the model was trained for (static).
+        config: ``(features, levels, blocks)`` of the network (static).
+        info: how it was trained, as ``((key, value), ...)`` (static; for reports).
+    """
+
+    graphdef: Any = eqx.field(static=True)
+    params: Any
+    ndim: int = eqx.field(static=True)
+    config: tuple[int, int, int] = eqx.field(static=True)
+    info: tuple = eqx.field(default=(), static=True)
+
+    @classmethod
+    def init(cls, ndim: int, key, features: int = 16, levels: int = 1, blocks: int = 2,
+             dtype=jnp.float32) -> "DCDMModel":
+        """A fresh (untrained) model for ``ndim``-dimensional grids."""
+        net = ConvUNet(ndim, 2, 1, features, levels, blocks, rngs=nnx.Rngs(key), dtype=dtype)
+        graphdef, params = nnx.split(net)
+        return cls(graphdef, params, ndim, (features, levels, blocks))
+
+    def batch(self, r, fluid):
+        """``r``: ``(batch, *grid)``; ``fluid``: ``(*grid)`` or ``(batch, *grid)``."""
+        dtype = jax.tree.leaves(self.params)[0].dtype
+        axes = tuple(range(1, r.ndim))
+        rms = jnp.sqrt(jnp.mean(jnp.square(r), axis=axes, keepdims=True))
+        x = (r / jnp.where(rms > 0, rms, 1.0)).astype(dtype)
+        m = jnp.broadcast_to(fluid, r.shape).astype(dtype)
+        q = nnx.merge(self.graphdef, self.params)(jnp.stack([x, m], axis=-1))[..., 0]
+        return (q * m).astype(r.dtype)
+
+    def __call__(self, r, fluid):
+        return self.batch(r[None], fluid)[0]
+
+    @property
+    def n_params(self) -> int:
+        return int(sum(np.size(x) for x in jax.tree.leaves(self.params)))
+
+    def save(self, path) -> None:
+        """Write the weights and configuration to ``path`` (``.npz``)."""
+        from ..io import atomic_savez
+
+        leaves = [np.asarray(x) for x in jax.tree.leaves(self.params)]
+        meta = {"ndim": self.ndim, "config": list(self.config), "info": dict(self.info)}
+        atomic_savez(path, meta, **{f"w{i}": a for i, a in enumerate(leaves)})
+
+    @classmethod
+    def load(cls, path) -> "DCDMModel":
+        """Read a model written by `save`."""
+        with np.load(path) as z:
+            meta = json.loads(bytes(z["meta"]).decode())
+            like = cls.init(int(meta["ndim"]), jax.random.key(0), *meta["config"])
+            leaves, treedef = jax.tree.flatten(like.params)
+            new = [jnp.asarray(z[f"w{i}"]) for i in range(len(leaves))]
+        if [x.shape for x in new] != [x.shape for x in leaves]:
+            raise ValueError(f"DCDMModel.load: {path} does not match the network configuration it names.")
+        info = tuple(sorted((k, v if not isinstance(v, list) else tuple(v)) for k, v in meta["info"].items()))
+        return dataclasses.replace(like, params=jax.tree.unflatten(treedef, new), info=info)
+
+
+def pretrained(name: str) -> DCDMModel:
+    """A model shipped with invsolve: ``"poisson2d-64"`` (trained on 64^2 grids) or
+    ``"poisson3d-32"`` (trained on 32^3 grids). ``invsolve/weights/MANIFEST.md`` gives the
+    command that trained each and its wall time."""
+    if name not in PRETRAINED:
+        raise ValueError(f"no pretrained DCDM model {name!r}; available: {', '.join(sorted(PRETRAINED))}.")
+    return DCDMModel.load(WEIGHTS / PRETRAINED[name])
+
+
+# --------------------------------------------------------------------------------------
+# the solver
+# --------------------------------------------------------------------------------------
+class DCDMState(eqx.Module):
+    x: jax.Array
+    r: jax.Array
+    P: jax.Array  # (m, *grid): the last m directions, newest first (zeros before they exist)
+    AP: jax.Array  # A applied to them
+    pAp: jax.Array  # (m,)
+    rnorm: jax.Array
+    bnorm: jax.Array
+    curvature_ok: jax.Array
+
+
+def _vdot(a, b):
+    return jnp.vdot(a, b).real
+
+
+class DCDM(AbstractSolver):
+    """Deep conjugate direction method (Kaneda et al. 2023, Algorithm 1) for ``A x = b``.
+
+    Args:
+        model: a `DCDMModel` (e.g. `pretrained("poisson2d-64")` or `train(...)`), or any
+            callable ``model(r, fluid) -> q`` with an ``ndim`` attribute.
+        rtol, atol: stop when the recomputed residual ``|b - A x| <= max(rtol |b|, atol)``.
+        n_orthogonalize: A-orthogonalize each direction against this many previous ones
+            (the paper: 2).
+        max_steps: iteration budget (default 200).
+
+    Works in the dtype of ``b`` (the network runs in its own float32). History:
+    ``residual`` = ``|b - A x_k| / |b|``, the true residual. Stops with
+    ``RESULTS.breakdown`` if a direction has ``q.A q <= 0`` (the operator is not positive
+    definite, or the network returned zero).
+    """
+
+    requires: ClassVar = (HasLinearOperator,)
+    model: Any
+    rtol: float = 1e-4
+    atol: float = 0.0
+    n_orthogonalize: int = 2
+    max_steps: int | None = None
+
+    def __check_init__(self):
+        if not callable(self.model):
+            raise TypeError(f"DCDM model must be a DCDMModel or a callable model(r, fluid); got {self.model!r}.")
+        if not (isinstance(self.rtol, (int, float)) and self.rtol > 0):
+            raise ValueError(f"DCDM rtol must be a positive number, got {self.rtol!r}.")
+        check_nonneg("DCDM atol", self.atol, allow_none=False)
+        check_nonneg("DCDM n_orthogonalize", self.n_orthogonalize, integer=True, allow_none=False)
+        check_nonneg("DCDM max_steps", self.max_steps, integer=True)
+
+    def default_max_steps(self, problem):
+        return 200
+
+    def prepare(self, problem):
+        A = problem.operator()
+        nd = getattr(self.model, "ndim", None)
+        if nd is not None and nd != len(A.in_shape):
+            raise ValueError(
+                f"DCDM: the model was trained on {nd}D grids but the operator acts on a "
+                f"{len(A.in_shape)}D grid of shape {tuple(A.in_shape)}; use a {len(A.in_shape)}D model "
+                f"(e.g. invsolve.solvers.dcdm.pretrained('poisson{len(A.in_shape)}d-...'))."
+            )
+        if not A.symmetric:
+            raise ValueError(f"DCDM needs a symmetric positive definite operator; {type(A).__name__} is not symmetric.")
+        b = problem.y_obs
+        if not isinstance(b, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(b))):
+            raise ValueError("DCDM: the right-hand side contains NaN or infinite values.")
+        return self
+
+    def init(self, problem, key=None):
+        A = problem.operator()
+        b = problem.y_obs
+        solid = getattr(A, "solid", None)
+        x = jnp.zeros_like(b) if solid is None else jnp.where(solid, b, 0.0)  # A = I on solids
+        r = b - A.mv(x)
+        m = self.n_orthogonalize
+        return DCDMState(
+            x=x, r=r, P=jnp.zeros((m, *b.shape), b.dtype), AP=jnp.zeros((m, *b.shape), b.dtype),
+            pAp=jnp.ones((m,), b.dtype), rnorm=jnp.linalg.norm(r), bnorm=jnp.linalg.norm(b),
+            curvature_ok=jnp.array(True),
+        )
+
+    def step(self, problem, s):
+        A = problem.operator()
+        b = problem.y_obs
+        q = jnp.asarray(self.model(s.r, _fluid(A)), b.dtype)
+        for j in range(self.n_orthogonalize):  # modified Gram-Schmidt in the A-inner product
+            q = q - (_vdot(q, s.AP[j]) / s.pAp[j]) * s.P[j]
+        Aq = A.mv(q)
+        qAq = _vdot(q, Aq)
+        ok = jnp.isfinite(qAq) & (qAq > 0)
+        alpha = jnp.where(ok, _vdot(q, s.r) / jnp.where(ok, qAq, 1.0), 0.0)
+        x = s.x + alpha * q
+        r = b - A.mv(x)
+        rnorm = jnp.linalg.norm(r)
+        P = jnp.concatenate([q[None], s.P[:-1]]) if self.n_orthogonalize else s.P
+        AP = jnp.concatenate([Aq[None], s.AP[:-1]]) if self.n_orthogonalize else s.AP
+        pAp = jnp.concatenate([jnp.where(ok, qAq, 1.0)[None], s.pAp[:-1]]) if self.n_orthogonalize else s.pAp
+        new = DCDMState(x=x, r=r, P=P, AP=AP, pAp=pAp, rnorm=rnorm, bnorm=s.bnorm, curvature_ok=ok)
+        return new, {"residual": rnorm / jnp.where(s.bnorm > 0, s.bnorm, 1.0)}
+
+    def terminate(self, problem, s):
+        converged = s.rnorm <= jnp.maximum(self.rtol * s.bnorm, self.atol)
+        broke = ~s.curvature_ok
+        result = jnp.where(converged, RESULTS.successful,
+                           jnp.where(broke, RESULTS.breakdown, RESULTS.max_steps_reached))
+        return converged | broke, result.astype(jnp.int32)
+
+    def postprocess(self, problem, s):
+        return Estimate(s.x)
+
+
+# --------------------------------------------------------------------------------------
+# training data: Ritz vectors from Lanczos
+# --------------------------------------------------------------------------------------
+def _lanczos(A, v0, n_steps: int):
+    """``n_steps`` Lanczos steps with full reorthogonalisation: (alpha, beta, Q (n_steps, n)).
+
+    A host loop over a jitted ``A.mv``: the reorthogonalisation against the filled rows of
+    ``Q`` is two BLAS matrix-vector products (numpy, float64), which is several times faster
+    on CPU than the same loop compiled by XLA with a fixed-size ``Q``."""
+    mv = jax.jit(lambda x: A.mv(x.reshape(A.in_shape).astype(A.dtype)).ravel())
+    n = v0.size
+    Q = np.zeros((n_steps, n))
+    alpha, beta = np.zeros(n_steps), np.zeros(n_steps)
+    q = np.array(v0, np.float64).ravel()
+    q /= np.linalg.norm(q)
+    q_prev, b_prev = np.zeros_like(q), 0.0
+    for i in range(n_steps):
+        Q[i] = q
+        w = np.array(mv(q), np.float64)
+        alpha[i] = q @ w
+        w -= alpha[i] * q + b_prev * q_prev
+        for _ in range(2):  # classical Gram-Schmidt twice ("twice is enough")
+            w -= Q[: i + 1].T @ (Q[: i + 1] @ w)
+        beta[i] = np.linalg.norm(w)
+        if beta[i] <= 1e-10 * max(1.0, abs(alpha[: i + 1]).max()):  # an invariant subspace: done
+            return alpha[: i + 1], beta[:i], Q[: i + 1]
+        q_prev, q, b_prev = q, w / beta[i], beta[i]
+    return alpha, beta[:-1], Q
+
+
+def ritz_pairs(A, n_steps: int, key) -> tuple[np.ndarray, np.ndarray]:
+    """Ritz values (ascending, ``(m,)``) and Ritz vectors (``(m, *grid)``, orthonormal) of
+    ``A`` from ``n_steps`` Lanczos steps (full reorthogonalisation) started from a random
+    vector supported on the fluid cells (so solid cells, where ``A = I``, stay out).
+    Works in the operator's dtype; memory ``n_steps * A.size`` numbers."""
+    from scipy.linalg import eigh_tridiagonal
+
+    n_steps = int(min(n_steps, int(np.prod(A.in_shape))))
+    v0 = jax.random.normal(key, A.in_shape, A.dtype) * _fluid(A)
+    alpha, beta, Q = _lanczos(A, v0, n_steps)
+    theta, S = eigh_tridiagonal(alpha, beta)
+    return theta, (S.T @ Q).reshape((len(theta), *A.in_shape))
+
+
+def training_rhs(A, n_vectors: int, key, n_lanczos: int = 1000, low_weight: float = 9.0) -> np.ndarray:
+    """``n_vectors`` right-hand sides ``b = sum_j w_j c_j v_j / |.|`` (``(n_vectors, *grid)``):
+    Ritz vectors ``v_j`` of ``A`` from ``n_lanczos`` Lanczos steps, ``c_j ~ N(0, 1)``,
+    ``w_j = low_weight`` (9) on the lowest half of the Ritz values plus a margin of 5% of
+    them (the paper's m/2 + 500 of m = 10000), 1 above; Ritz values below 1e-6 of the
+    largest are dropped (the null space of a singular operator)."""
+    k1, k2 = jax.random.split(key)
+    theta, V = ritz_pairs(A, n_lanczos, k1)
+    keep = theta > 1e-6 * theta.max()
+    theta, V = theta[keep], V[keep]
+    m = len(theta)
+    w = np.ones(m, V.dtype)
+    w[: min(m, m // 2 + m // 20)] = low_weight
+    c = np.asarray(jax.random.normal(k2, (n_vectors, m)), V.dtype) * w
+    b = (c @ V.reshape(m, -1)).reshape((n_vectors, *A.in_shape))
+    b /= np.linalg.norm(b.reshape(n_vectors, -1), axis=1).reshape((-1,) + (1,) * len(A.in_shape))
+    return b
+
+
+def one_step_loss(model: DCDMModel, A, b) -> jax.Array:
+    """Mean over the batch ``b`` (``(batch, *grid)``) of ``|b - A (q.b / q.A q) q|^2``,
+    ``q = model(b)``: the residual after one exact line search (Kaneda et al., eq. 9)."""
+    q = model.batch(b, _fluid(A)).astype(b.dtype)
+    Aq = jax.vmap(A.mv)(q)
+    axes = tuple(range(1, b.ndim))
+    alpha = jnp.sum(q * b, axes, keepdims=True) / jnp.sum(q * Aq, axes, keepdims=True)
+    return jnp.mean(jnp.sum(jnp.square(b - alpha * Aq), axes))
+
+
+# --------------------------------------------------------------------------------------
+# training
+# --------------------------------------------------------------------------------------
+def _family(operators) -> list:
+    ops = [operators] if not isinstance(operators, (list, tuple)) else list(operators)
+    if not ops:
+        raise ValueError("dcdm.train needs at least one operator.")
+    shape = ops[0].in_shape
+    for i, A in enumerate(ops):
+        if not hasattr(A, "mv") or not getattr(A, "symmetric", False):
+            raise TypeError(f"dcdm.train: operator {i} is not a symmetric linear operator ({type(A).__name__}).")
+        if A.in_shape != shape:
+            raise ValueError(f"dcdm.train: operator {i} has grid shape {A.in_shape}, operator 0 has {shape}; "
+                             "train on one grid size (the network then applies to any size).")
+        if len(shape) not in (2, 3):
+            raise ValueError(f"dcdm.train works on 2D or 3D grids, got shape {shape}.")
+    if len({type(A) for A in ops}) > 1:
+        raise TypeError("dcdm.train: all operators must be of the same type.")
+    if hasattr(ops[0], "solid"):  # make them stackable: an obstacle-free operator gets an all-False mask
+        ops = [A if A.solid is not None else dataclasses.replace(A, solid=jnp.zeros(shape, bool)) for A in ops]
+    return ops
+
+
+def train(operators, optimizer: optax.GradientTransformation | None = None, n_vectors: int = 4000,
+          key=None, *, n_lanczos: int = 1000, steps: int = 10_000, batch_size: int = 10,
+          features: int = 16, levels: int = 1, blocks: int = 2, checkpoint=None,
+          save_every_s: float = 60.0, progress: bool | None = None) -> DCDMModel:
+    """Train a DCDM network on ``operators`` (one SPD operator, or a list of them on the same
+    grid, e.g. Poisson operators with different obstacles) by the paper's unsupervised loss.
+
+    For each operator, ``n_vectors / len(operators)`` right-hand sides come from
+    `training_rhs` (``n_lanczos`` Lanczos steps). Each of the ``steps`` updates takes a
+    random batch of ``batch_size`` of them, from the operators in turn, and applies
+    ``optimizer`` (default: Adam 1e-3 with cosine decay to 1e-5; the paper: Adam 1e-4,
+    batch 10) to `one_step_loss`. Float32. ``features``, ``levels``, ``blocks``: the
+    `ConvUNet`; the default is the paper's one pooling level with 16 channels (a 4-level
+    net fitted 64^2 grids better but stalled on 128^2 ones: its coarse levels learn the box).
+
+    Progress goes to stderr (default: when stderr is a terminal). With ``checkpoint`` (a
+    ``.npz`` path) the weights, optimizer state and step are written every
+    ``save_every_s`` seconds and at the end; calling `train` again with the same
+    arguments resumes there, with the same batches as an uninterrupted run.
+    Returns the `DCDMModel`.
+    """
+    from ..io import load_checkpoint, save_checkpoint
+
+    ops = _family(operators)
+    check_nonneg("dcdm.train steps", steps, integer=True, allow_none=False)
+    for name, v in (("n_vectors", n_vectors), ("batch_size", batch_size), ("n_lanczos", n_lanczos)):
+        if not (isinstance(v, (int, np.integer)) and v >= 1):
+            raise ValueError(f"dcdm.train {name} must be a positive integer, got {v!r}.")
+    if optimizer is None:
+        optimizer = optax.adam(optax.cosine_decay_schedule(1e-3, max(steps, 1), alpha=1e-2))
+    key = jax.random.key(0) if key is None else key
+    k_model, k_data, k_batch = jax.random.split(key, 3)
+    nd = len(ops[0].in_shape)
+    t0 = time.perf_counter()
+    per_op = max(1, n_vectors // len(ops))
+    data = np.stack([training_rhs(A, per_op, jax.random.fold_in(k_data, i), n_lanczos)
+                     for i, A in enumerate(ops)]).astype(np.float32)
+    data_time = time.perf_counter() - t0
+    data = jnp.asarray(data)
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *ops)
+
+    model = DCDMModel.init(nd, k_model, features, levels, blocks)
+    carry = (model.params, optimizer.init(model.params), jnp.zeros((), jnp.int32))
+    history = {"loss": []}
+    elapsed = 0.0
+    if checkpoint is not None and os.path.exists(checkpoint):
+        carry, history = load_checkpoint(checkpoint, carry)
+        with np.load(checkpoint) as z:
+            elapsed = float(z["hist_elapsed"][0]) if "hist_elapsed" in z else 0.0
+        history = {"loss": history["loss"]}
+
+    graphdef, config = model.graphdef, model.config
+
+    @jax.jit
+    def update(params, opt_state, step, data, stacked):
+        i = step % len(ops)
+        A = jax.tree.map(lambda x: x[i], stacked)
+        idx = jax.random.randint(jax.random.fold_in(k_batch, step), (batch_size,), 0, per_op)
+        b = data[i][idx]
+        loss, g = jax.value_and_grad(lambda p: one_step_loss(DCDMModel(graphdef, p, nd, config), A, b))(params)
+        upd, opt_state = optimizer.update(g, opt_state, params)
+        return optax.apply_updates(params, upd), opt_state, step + 1, loss
+
+    show = progress if progress is not None else os.isatty(2)
+    params, opt_state, step = carry
+    start = int(step)
+    losses = []
+    last_save = last_print = time.perf_counter()
+
+    def save():
+        hist = {"loss": history["loss"] + ([np.asarray(losses, np.float32)] if losses else []),
+                "elapsed": [np.array([elapsed + time.perf_counter() - t_run])]}
+        save_checkpoint(checkpoint, (params, opt_state, step), hist)
+
+    t_run = time.perf_counter()
+    for k in range(start, steps):
+        params, opt_state, step, loss = update(params, opt_state, step, data, stacked)
+        losses.append(float(loss))
+        now = time.perf_counter()
+        if show and (now - last_print > 10 or k == steps - 1):
+            recent = np.mean(losses[-100:])
+            rate = (k + 1 - start) / (now - t_run)
+            print(f"dcdm.train: step {k + 1}/{steps}  loss {recent:.4g}  {now - t_run + elapsed:.0f} s  "
+                  f"eta {(steps - k - 1) / rate:.0f} s", file=sys.stderr, flush=True)
+            last_print = now
+        if checkpoint is not None and now - last_save > save_every_s:
+            save()
+            last_save = now
+    if checkpoint is not None:
+        save()
+    all_losses = np.concatenate(history["loss"] + [np.asarray(losses, np.float32)]) if steps else np.zeros(0)
+    info = (("grid", "x".join(map(str, ops[0].in_shape))), ("n_operators", len(ops)), ("n_vectors", per_op * len(ops)),
+            ("n_lanczos", n_lanczos), ("steps", steps), ("batch_size", batch_size),
+            ("final_loss", float(np.mean(all_losses[-200:])) if all_losses.size else float("nan")),
+            ("data_time_s", round(data_time, 1)),
+            ("train_time_s", round(elapsed + time.perf_counter() - t_run, 1)))
+    return dataclasses.replace(model, params=params, info=info)
+
+
+# --------------------------------------------------------------------------------------
+# the recipes of the shipped models
+# --------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How a shipped model is trained (`train_recipe`): Dirichlet Poisson operators on
+    ``shape``, one without obstacles and ``n_layouts`` with `smoke_obstacles`, then `train`
+    with these settings and Adam (``lr``, cosine decay to ``lr / 100``)."""
+
+    shape: tuple[int, ...]
+    n_layouts: int
+    n_vectors: int
+    n_lanczos: int
+    steps: int
+    batch_size: int
+    features: int
+    levels: int
+    blocks: int
+    lr: float = 1e-3
+    seed: int = 0
+
+
+RECIPES = {
+    "poisson2d-64": Recipe((64, 64), n_layouts=7, n_vectors=16_000, n_lanczos=1500, steps=12_000,
+                           batch_size=10, features=16, levels=1, blocks=2),
+    "poisson3d-32": Recipe((32, 32, 32), n_layouts=3, n_vectors=4000, n_lanczos=1000, steps=2000,
+                           batch_size=4, features=8, levels=1, blocks=1),
+}
+
+
+def recipe_operators(recipe: Recipe) -> list:
+    """The training operators of a recipe (obstacle layouts from keys never used for tests)."""
+    from ..problems import poisson
+
+    key = jax.random.fold_in(jax.random.key(recipe.seed), 1000)
+    return [poisson.operator(recipe.shape)] + [
+        poisson.operator(recipe.shape, obstacles=poisson.smoke_obstacles(recipe.shape, jax.random.fold_in(key, i)))
+        for i in range(recipe.n_layouts)
+    ]
+
+
+def train_recipe(name: str, checkpoint=None, progress: bool | None = None, **overrides) -> DCDMModel:
+    """Train the shipped model ``name`` (a key of `RECIPES`) from scratch (or resume from
+    ``checkpoint``); ``overrides`` replace recipe fields (e.g. ``steps=100`` for a smoke test)."""
+    if name not in RECIPES:
+        raise ValueError(f"no DCDM recipe {name!r}; available: {', '.join(sorted(RECIPES))}.")
+    r = dataclasses.replace(RECIPES[name], **overrides)
+    opt = optax.adam(optax.cosine_decay_schedule(r.lr, max(r.steps, 1), alpha=1e-2))
+    model = train(recipe_operators(r), opt, r.n_vectors, jax.random.key(r.seed), n_lanczos=r.n_lanczos,
+                  steps=r.steps, batch_size=r.batch_size, features=r.features, levels=r.levels,
+                  blocks=r.blocks, checkpoint=checkpoint, progress=progress)
+    return dataclasses.replace(model, info=(("recipe", name), *model.info))
