@@ -24,6 +24,7 @@ def test_readme_examples_run(tmp_path, monkeypatch):
         exec(compile(block, str(README), "exec"), namespace)
     # the blocks assert their own numbers; check that the last one really ran
     assert namespace["tv"].value.shape == (128, 128)
+    assert namespace["cg"].stats["num_steps"] > 100  # the DCDM block, the last one
 
 
 def test_readme_starts_with_the_two_commands_ci_runs():
@@ -48,3 +49,7 @@ def test_readme_slow_examples_run(tmp_path, monkeypatch):
         if "sol2" in namespace:  # the tumour example: both routes fit the scan
             for sol in (namespace["sol"], namespace["sol2"]):
                 assert sol.metrics["dice_edema"] > 0.9 and sol.metrics["dice_core"] > 0.85, sol.metrics
+        if "A_family" in namespace:  # the DCDM example: converged at 64^3, and a model came out of train
+            sol = namespace["sol"]
+            assert sol.result == 0 and sol.history["residual"][-1] <= 1e-4
+            assert namespace["model"].ndim == 3 and dict(namespace["model"].info)["steps"] == 20

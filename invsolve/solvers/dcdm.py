@@ -31,7 +31,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -41,9 +41,10 @@ import optax
 from flax import nnx
 
 from .._problem import HasLinearOperator
-from .._solution import RESULTS, Estimate
+from .._solution import Estimate
 from .._solver import AbstractSolver, check_nonneg
 from ..nn import ConvUNet
+from .krylov import krylov_terminate
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 PRETRAINED = {"poisson2d-64": "dcdm-poisson2d-64.npz", "poisson3d-32": "dcdm-poisson3d-32.npz"}
@@ -162,7 +163,8 @@ class DCDM(AbstractSolver):
             callable ``model(r, fluid) -> q`` with an ``ndim`` attribute.
         rtol, atol: stop when the recomputed residual ``|b - A x| <= max(rtol |b|, atol)``.
         n_orthogonalize: A-orthogonalize each direction against this many previous ones
-            (the paper: 2).
+            (the paper: 2; 4 costs two more stored vectors and helped on large grids, see
+            docs/results.md).
         max_steps: iteration budget (default 200).
 
     Works in the dtype of ``b`` (the network runs in its own float32). History:
@@ -232,18 +234,15 @@ class DCDM(AbstractSolver):
         x = s.x + alpha * q
         r = b - A.mv(x)
         rnorm = jnp.linalg.norm(r)
-        P = jnp.concatenate([q[None], s.P[:-1]]) if self.n_orthogonalize else s.P
-        AP = jnp.concatenate([Aq[None], s.AP[:-1]]) if self.n_orthogonalize else s.AP
-        pAp = jnp.concatenate([jnp.where(ok, qAq, 1.0)[None], s.pAp[:-1]]) if self.n_orthogonalize else s.pAp
-        new = DCDMState(x=x, r=r, P=P, AP=AP, pAp=pAp, rnorm=rnorm, bnorm=s.bnorm, curvature_ok=ok)
+        def push(stack, v):  # newest first, the oldest dropped
+            return jnp.concatenate([v[None], stack[:-1]]) if len(stack) else stack
+
+        new = DCDMState(x=x, r=r, P=push(s.P, q), AP=push(s.AP, Aq), pAp=push(s.pAp, jnp.where(ok, qAq, 1.0)),
+                        rnorm=rnorm, bnorm=s.bnorm, curvature_ok=ok)
         return new, {"residual": rnorm / jnp.where(s.bnorm > 0, s.bnorm, 1.0)}
 
     def terminate(self, problem, s):
-        converged = s.rnorm <= jnp.maximum(self.rtol * s.bnorm, self.atol)
-        broke = ~s.curvature_ok
-        result = jnp.where(converged, RESULTS.successful,
-                           jnp.where(broke, RESULTS.breakdown, RESULTS.max_steps_reached))
-        return converged | broke, result.astype(jnp.int32)
+        return krylov_terminate(self, s)
 
     def postprocess(self, problem, s):
         return Estimate(s.x)

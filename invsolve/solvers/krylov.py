@@ -62,6 +62,16 @@ def _residual_norm(r, rz, M):
     return jnp.sqrt(rz) if isinstance(M, _Identity) else jnp.linalg.norm(r)
 
 
+def krylov_terminate(solver, s):
+    """Stop at ``|r| <= max(rtol |b|, atol)`` (successful) or when ``s.curvature_ok`` is
+    False (breakdown): the rule of every Krylov-type solver here (``solver.rtol``,
+    ``solver.atol``; ``s.rnorm``, ``s.bnorm``, ``s.curvature_ok``)."""
+    converged = s.rnorm <= jnp.maximum(solver.rtol * s.bnorm, solver.atol)
+    broke = ~s.curvature_ok
+    result = jnp.where(converged, RESULTS.successful, jnp.where(broke, RESULTS.breakdown, RESULTS.max_steps_reached))
+    return converged | broke, result.astype(jnp.int32)
+
+
 class CGState(eqx.Module):
     x: jax.Array
     r: jax.Array
@@ -126,11 +136,7 @@ class _AbstractCG(AbstractSolver):
         return new, {"residual": rnorm / jnp.where(s.bnorm > 0, s.bnorm, 1.0)}
 
     def terminate(self, problem, s):
-        converged = s.rnorm <= jnp.maximum(self.rtol * s.bnorm, self.atol)
-        broke = ~s.curvature_ok
-        result = jnp.where(converged, RESULTS.successful,
-                           jnp.where(broke, RESULTS.breakdown, RESULTS.max_steps_reached))
-        return converged | broke, result.astype(jnp.int32)
+        return krylov_terminate(self, s)
 
     def postprocess(self, problem, s):
         return Estimate(s.x)
