@@ -255,8 +255,8 @@ def _lanczos(A, v0, n_steps: int):
     """``n_steps`` Lanczos steps with full reorthogonalisation: (alpha, beta, Q (n_steps, n)).
 
     A host loop over a jitted ``A.mv``: the reorthogonalisation against the filled rows of
-    ``Q`` is two BLAS matrix-vector products (numpy, float64), which is several times faster
-    on CPU than the same loop compiled by XLA with a fixed-size ``Q``."""
+    ``Q`` is two BLAS matrix-vector products (numpy, float64): 1500 steps on a 64^2 grid take
+    3 s, against 150 s for the same loop compiled by XLA with a fixed-size ``Q``."""
     mv = jax.jit(lambda x: A.mv(x.reshape(A.in_shape).astype(A.dtype)).ravel())
     n = v0.size
     Q = np.zeros((n_steps, n))
@@ -282,7 +282,8 @@ def ritz_pairs(A, n_steps: int, key) -> tuple[np.ndarray, np.ndarray]:
     """Ritz values (ascending, ``(m,)``) and Ritz vectors (``(m, *grid)``, orthonormal) of
     ``A`` from ``n_steps`` Lanczos steps (full reorthogonalisation) started from a random
     vector supported on the fluid cells (so solid cells, where ``A = I``, stay out).
-    Works in the operator's dtype; memory ``n_steps * A.size`` numbers."""
+    ``A.mv`` runs in the operator's dtype, the rest in float64 numpy; memory
+    ``n_steps * A.size`` float64 numbers."""
     from scipy.linalg import eigh_tridiagonal
 
     n_steps = int(min(n_steps, int(np.prod(A.in_shape))))
@@ -335,8 +336,8 @@ def _family(operators) -> list:
         if A.in_shape != shape:
             raise ValueError(f"dcdm.train: operator {i} has grid shape {A.in_shape}, operator 0 has {shape}; "
                              "train on one grid size (the network then applies to any size).")
-        if len(shape) not in (2, 3):
-            raise ValueError(f"dcdm.train works on 2D or 3D grids, got shape {shape}.")
+    if len(shape) not in (2, 3):
+        raise ValueError(f"dcdm.train works on 2D or 3D grids, got shape {shape}.")
     if len({type(A) for A in ops}) > 1:
         raise TypeError("dcdm.train: all operators must be of the same type.")
     if hasattr(ops[0], "solid"):  # make them stackable: an obstacle-free operator gets an all-False mask
@@ -414,17 +415,17 @@ def train(operators, optimizer: optax.GradientTransformation | None = None, n_ve
     last_save = last_print = time.perf_counter()
 
     def save():
-        hist = {"loss": history["loss"] + ([np.asarray(losses, np.float32)] if losses else []),
+        hist = {"loss": history["loss"] + ([np.asarray(jax.device_get(losses), np.float32)] if losses else []),
                 "elapsed": [np.array([elapsed + time.perf_counter() - t_run])]}
         save_checkpoint(checkpoint, (params, opt_state, step), hist)
 
     t_run = time.perf_counter()
     for k in range(start, steps):
         params, opt_state, step, loss = update(params, opt_state, step, data, stacked)
-        losses.append(float(loss))
+        losses.append(loss)  # a device scalar: no host round-trip per step
         now = time.perf_counter()
         if show and (now - last_print > 10 or k == steps - 1):
-            recent = np.mean(losses[-100:])
+            recent = float(np.mean(jax.device_get(losses[-100:])))
             rate = (k + 1 - start) / (now - t_run)
             print(f"dcdm.train: step {k + 1}/{steps}  loss {recent:.4g}  {now - t_run + elapsed:.0f} s  "
                   f"eta {(steps - k - 1) / rate:.0f} s", file=sys.stderr, flush=True)
@@ -434,7 +435,7 @@ def train(operators, optimizer: optax.GradientTransformation | None = None, n_ve
             last_save = now
     if checkpoint is not None:
         save()
-    all_losses = np.concatenate(history["loss"] + [np.asarray(losses, np.float32)]) if steps else np.zeros(0)
+    all_losses = np.concatenate(history["loss"] + [np.asarray(jax.device_get(losses), np.float32).reshape(-1)]) if steps else np.zeros(0)
     info = (("grid", "x".join(map(str, ops[0].in_shape))), ("n_operators", len(ops)), ("n_vectors", per_op * len(ops)),
             ("n_lanczos", n_lanczos), ("steps", steps), ("batch_size", batch_size),
             ("final_loss", float(np.mean(all_losses[-200:])) if all_losses.size else float("nan")),
