@@ -103,16 +103,19 @@ def _override(cfg, assignments):
 
 
 def _cmd_train(args) -> int:
+    from .priors import lpn
     from .solvers import dcdm
 
     family, _, name = args.name.partition("-")
-    if family != "dcdm" or name not in dcdm.RECIPES:
-        known = ", ".join(f"dcdm-{n}" for n in sorted(dcdm.RECIPES))
+    modules = {"dcdm": dcdm, "lpn": lpn}
+    if family not in modules or name not in modules[family].RECIPES:
+        known = ", ".join(f"{f}-{n}" for f, m in modules.items() for n in sorted(m.RECIPES))
         print(f"invsolve train: unknown model {args.name!r}; known: {known}", file=sys.stderr)
         return 2
-    recipe = _override(dcdm.RECIPES[name], args.set)
+    module = modules[family]
+    recipe = _override(module.RECIPES[name], args.set)
     t0 = time.perf_counter()
-    model = dcdm.train_recipe(name, checkpoint=args.checkpoint, progress=True, **dataclasses.asdict(recipe))
+    model = module.train_recipe(name, checkpoint=args.checkpoint, progress=True, **dataclasses.asdict(recipe))
     model.save(args.out)
     print(f"wrote {args.out} ({model.n_params} parameters) in {time.perf_counter() - t0:.0f} s: {dict(model.info)}")
     return 0
@@ -131,7 +134,7 @@ def main(argv=None) -> int:
                      help="override a configuration field, e.g. --set noise=0 (repeatable)")
     run.set_defaults(func=_cmd_run)
     train = sub.add_parser("train", help="train a shipped model from its recipe (see invsolve/weights/MANIFEST.md)")
-    train.add_argument("name", help="dcdm-poisson2d-64 or dcdm-poisson3d-32")
+    train.add_argument("name", help="dcdm-poisson2d-64, dcdm-poisson3d-32, lpn-ellipses-64 or lpn-mni-64")
     train.add_argument("--out", required=True, help="where to write the weights (.npz)")
     train.add_argument("--checkpoint", default=None, help="checkpoint file (.npz): written as it trains, resumed from")
     train.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a recipe field (repeatable)")

@@ -3,7 +3,7 @@
 from .._problem import (
     AbstractProblem, GaussianNoise, HasForward, HasLinearOperator, HasResidual, LinearInverse, LinearSystem,
 )
-from . import flame, phantoms, poisson, tomography, tumor
+from . import blur, flame, phantoms, poisson, tomography, tumor
 
 __all__ = ["AbstractProblem", "GaussianNoise", "HasForward", "HasLinearOperator", "HasResidual", "LinearInverse",
-           "LinearSystem", "flame", "phantoms", "tumor", "poisson", "tomography"]
+           "LinearSystem", "blur", "flame", "phantoms", "tumor", "poisson", "tomography"]

@@ -191,7 +191,10 @@ def brain_slice(size: int = 128, index: float = 0.5, axis: int = 2, kind: str = 
     _check_kind(kind)
     _require_nilearn("brain_slice")
     vol = _template(kind)
-    k = int(round(float(index) * (vol.shape[axis] - 1)))
+    return _resample_slice(vol, int(round(float(index) * (vol.shape[axis] - 1))), axis, size)
+
+
+def _resample_slice(vol, k, axis, size):
     sl = np.take(vol, k, axis=axis)  # the two remaining RAS axes, in order
     sl = sl[:, ::-1].T  # rows: the second (y or z) from high to low; columns: the first
     h, w = sl.shape
@@ -200,6 +203,33 @@ def brain_slice(size: int = 128, index: float = 0.5, axis: int = 2, kind: str = 
     sq[(m - h) // 2:(m - h) // 2 + h, (m - w) // 2:(m - w) // 2 + w] = sl
     img = jax.image.resize(jnp.asarray(sq, _float()), (size, size), "linear", antialias=True)
     return _normalise(jnp.where(_disk(size), img, 0.0))
+
+
+# The split of the 189 axial slices (1 mm, z voxel index) used by the learned priors: a
+# held-out test slab through the lateral ventricles, a validation slab for tuning, and
+# 4-slice guards around both (neighbouring 1 mm slices are nearly identical).
+AXIAL_SPLIT = {"test": range(88, 112), "val": range(128, 136)}
+_AXIAL_RANGE = range(20, 170)  # slices with enough brain in them
+_GUARD = 4
+
+
+def axial_slices(split: str = "train", size: int = 64, kind: str = "t1"):
+    """The MNI152 axial slices of one split, ``(n, size, size)`` (each as `brain_slice`),
+    and their z voxel indices. ``split``: ``"test"`` (z 88-111), ``"val"`` (z 128-135) or
+    ``"train"`` (the other slices of z 20-169, minus 4 on each side of the two held-out
+    slabs). Needs nilearn."""
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+    size = _check_size(size)
+    _check_kind(kind)
+    _require_nilearn("axial_slices")
+    if split == "train":
+        held = {z for r in AXIAL_SPLIT.values() for z in range(r.start - _GUARD, r.stop + _GUARD)}
+        zs = [z for z in _AXIAL_RANGE if z not in held]
+    else:
+        zs = list(AXIAL_SPLIT[split])
+    vol = _template(kind)
+    return jnp.stack([_resample_slice(vol, z, 2, size) for z in zs]), np.array(zs)
 
 
 def brain_volume(shape=(64, 64, 64), kind: str = "t1"):

@@ -8,6 +8,8 @@ from .linear_ls import CGLS, ChambollePock, Landweber
 from .map import GradientMAP
 from .multigrid import Multigrid
 from .pinn import PINN
+from .pnp import PnPADMM, PnPPGD
 
 __all__ = ["CG", "PCG", "Identity", "Jacobi", "AbstractPreconditioner", "Multigrid", "GradientMAP",
-           "CGLS", "Landweber", "ChambollePock", "PINN", "DatabaseQuery", "Refined", "DCDM", "dcdm"]
+           "CGLS", "Landweber", "ChambollePock", "PINN", "DatabaseQuery", "Refined", "DCDM", "dcdm",
+           "PnPPGD", "PnPADMM"]

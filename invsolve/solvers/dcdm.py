@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import sys
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -366,7 +364,7 @@ def train(operators, optimizer: optax.GradientTransformation | None = None, n_ve
     arguments resumes there, with the same batches as an uninterrupted run.
     Returns the `DCDMModel`.
     """
-    from ..io import load_checkpoint, save_checkpoint
+    from .._train import fit
 
     ops = _family(operators)
     check_nonneg("dcdm.train steps", steps, integer=True, allow_none=False)
@@ -387,60 +385,26 @@ def train(operators, optimizer: optax.GradientTransformation | None = None, n_ve
     stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *ops)
 
     model = DCDMModel.init(nd, k_model, features, levels, blocks)
-    carry = (model.params, optimizer.init(model.params), jnp.zeros((), jnp.int32))
-    history = {"loss": []}
-    elapsed = 0.0
-    if checkpoint is not None and os.path.exists(checkpoint):
-        carry, history = load_checkpoint(checkpoint, carry)
-        with np.load(checkpoint) as z:
-            elapsed = float(z["hist_elapsed"][0]) if "hist_elapsed" in z else 0.0
-        history = {"loss": history["loss"]}
-
     graphdef, config = model.graphdef, model.config
 
     @jax.jit
-    def update(params, opt_state, step, data, stacked):
+    def update(carry, data, stacked):
+        params, opt_state, step = carry
         i = step % len(ops)
         A = jax.tree.map(lambda x: x[i], stacked)
         idx = jax.random.randint(jax.random.fold_in(k_batch, step), (batch_size,), 0, per_op)
         b = data[i][idx]
         loss, g = jax.value_and_grad(lambda p: one_step_loss(DCDMModel(graphdef, p, nd, config), A, b))(params)
         upd, opt_state = optimizer.update(g, opt_state, params)
-        return optax.apply_updates(params, upd), opt_state, step + 1, loss
+        return (optax.apply_updates(params, upd), opt_state, step + 1), loss
 
-    show = progress if progress is not None else os.isatty(2)
-    params, opt_state, step = carry
-    start = int(step)
-    losses = []
-    last_save = last_print = time.perf_counter()
-
-    def save():
-        hist = {"loss": history["loss"] + ([np.asarray(jax.device_get(losses), np.float32)] if losses else []),
-                "elapsed": [np.array([elapsed + time.perf_counter() - t_run])]}
-        save_checkpoint(checkpoint, (params, opt_state, step), hist)
-
-    t_run = time.perf_counter()
-    for k in range(start, steps):
-        params, opt_state, step, loss = update(params, opt_state, step, data, stacked)
-        losses.append(loss)  # a device scalar: no host round-trip per step
-        now = time.perf_counter()
-        if show and (now - last_print > 10 or k == steps - 1):
-            recent = float(np.mean(jax.device_get(losses[-100:])))
-            rate = (k + 1 - start) / (now - t_run)
-            print(f"dcdm.train: step {k + 1}/{steps}  loss {recent:.4g}  {now - t_run + elapsed:.0f} s  "
-                  f"eta {(steps - k - 1) / rate:.0f} s", file=sys.stderr, flush=True)
-            last_print = now
-        if checkpoint is not None and now - last_save > save_every_s:
-            save()
-            last_save = now
-    if checkpoint is not None:
-        save()
-    all_losses = np.concatenate(history["loss"] + [np.asarray(jax.device_get(losses), np.float32).reshape(-1)]) if steps else np.zeros(0)
+    carry = (model.params, optimizer.init(model.params), jnp.zeros((), jnp.int32))
+    (params, _, _), all_losses, wall = fit(lambda c, k: update(c, data, stacked), carry, steps, name="dcdm.train",
+                                           checkpoint=checkpoint, save_every_s=save_every_s, progress=progress)
     info = (("grid", "x".join(map(str, ops[0].in_shape))), ("n_operators", len(ops)), ("n_vectors", per_op * len(ops)),
             ("n_lanczos", n_lanczos), ("steps", steps), ("batch_size", batch_size),
             ("final_loss", float(np.mean(all_losses[-200:])) if all_losses.size else float("nan")),
-            ("data_time_s", round(data_time, 1)),
-            ("train_time_s", round(elapsed + time.perf_counter() - t_run, 1)))
+            ("data_time_s", round(data_time, 1)), ("train_time_s", round(wall, 1)))
     return dataclasses.replace(model, params=params, info=info)
 
 

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 from .._problem import HasLinearOperator
 from .._solution import RESULTS, Estimate
 from .._solver import AbstractSolver, check_nonneg
-from ..priors import _forward_differences
+from ..priors import divergence, gradient, project_balls, tv_iso
 
 
 def _vdot(a, b):
@@ -111,45 +111,6 @@ def power_norm_sq(normal, shape, dtype, iterations: int) -> jax.Array:
 
     _, est = jax.lax.fori_loop(0, int(iterations), body, (v0, jnp.zeros((), dtype)))
     return est
-
-
-# --------------------------------------------------------------------------------------
-# gradient / divergence pair (the discretisation of invsolve.priors)
-# --------------------------------------------------------------------------------------
-def gradient(x):
-    """Forward differences of ``x`` along every axis, shape ``(x.ndim, *x.shape)``.
-
-    ``gradient(x)[a][..., i, ...] = x[i + 1] - x[i]`` along axis ``a`` and 0 at the last
-    index (Neumann), exactly the differences of `invsolve.priors.TV`.
-    """
-    return jnp.stack(_forward_differences(x))
-
-
-def divergence(q):
-    """The negative adjoint of `gradient`: ``<gradient(x), q> = -<x, divergence(q)>``.
-
-    ``q`` has shape ``(ndim, *shape)``; returns an array of ``shape``. Along each axis,
-    ``div q[i] = q[i] - q[i - 1]`` with ``q[-1] = 0`` and the last entry of ``q`` (which the
-    gradient never produces) treated as 0.
-    """
-    out = jnp.zeros(q.shape[1:], q.dtype)
-    for a in range(q.shape[0]):
-        qa = q[a].at[(slice(None),) * a + (-1,)].set(0)
-        out = out + jnp.diff(qa, axis=a, prepend=jnp.zeros_like(jnp.take(qa, jnp.array([0]), axis=a)))
-    return out
-
-
-def tv_iso(x):
-    """Isotropic total variation ``sum_i |gradient(x)_i|_2`` (not smoothed)."""
-    return jnp.sum(jnp.sqrt(jnp.sum(jnp.square(gradient(x)), axis=0)))
-
-
-def _project_balls(q, lam):
-    """Project each ``q[:, i]`` onto the ball ``|q_i|_2 <= lam``."""
-    norm = jnp.sqrt(jnp.sum(jnp.square(q), axis=0))
-    over = norm > lam
-    scale = jnp.where(over, lam / jnp.where(over, norm, 1), 1)
-    return q * scale
 
 
 # --------------------------------------------------------------------------------------
@@ -438,7 +399,7 @@ class ChambollePock(AbstractSolver):
         lam = jnp.asarray(self.lam, op.dtype)
         tau, sigma = st.tau, st.sigma
         p = (st.p + sigma * (st.Axbar - op.y)) / (1 + sigma)
-        q = _project_balls(st.q + (sigma * st.scale) * gradient(st.xbar), lam / st.scale)
+        q = project_balls(st.q + (sigma * st.scale) * gradient(st.xbar), lam / st.scale)
         x = st.x - tau * (op.rmv(p) - st.scale * divergence(q))
         if self.nonneg:
             x = jnp.maximum(x, 0)

@@ -1,0 +1,245 @@
+"""Plug-and-play reconstruction: proximal gradient and ADMM with a prior's proximal operator.
+
+Any prior with a ``prox`` serves (`invsolve.priors.AbstractProxPrior`: the learned
+`invsolve.priors.LPN`, `TV`, `L1`): ``prox(v) = argmin_x 1/2 ||x - v||^2 + R(x)`` at the
+prior's own strength. The data term is the problem's negative log-likelihood
+``D(x) = problem.neg_log_likelihood(x)`` (for Gaussian noise ``1/2 ||(A x - y) / sigma||^2``).
+
+* `PnPPGD`: ``x_{k+1} = prox(x_k - eta grad D(x_k))``, proximal gradient on
+  ``F(x) = D(x) + R(x) / eta``.
+* `PnPADMM`: ``x = argmin D(x) + rho/2 ||x - (z - u)||^2`` (a Newton step solved by ``cg_steps``
+  conjugate-gradient steps, exact for a linear forward model), ``z = prox(x + u)``,
+  ``u += x - z``: ADMM on ``F(z) = D(z) + rho R(z)``.
+
+Because an LPN's ``R`` can be evaluated (`LPN.log_prior`), the objective ``F`` of the
+iterates is available (`objective`; ``track_objective=True`` records it every step, at the
+cost of one network inversion per step). Fang, Buchanan, Sulam (ICLR 2024, Sec. 4) prove that
+both iterations with an LPN converge to stationary points of ``F`` under conditions on the
+step: PGD for ``eta < 1/L`` with ``L`` the Lipschitz constant of ``grad D`` (the default step
+is ``0.99 / L`` from power iterations on the Hessian of ``D``), ADMM for a penalty ``rho``
+large enough relative to ``L``. The LPN of noise level ``sigma`` has ``R = sigma^2 (-log p)``,
+so ``rho = 1 / sigma^2`` (the default when the prior knows its ``sigma``) makes ``F`` the
+MAP objective of that prior. Computes in the dtype of the data; ``x`` has the unknown's shape.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from .._problem import HasForward
+from .._solution import RESULTS, Estimate
+from .._solver import AbstractSolver, check_nonneg
+from ..priors import AbstractProxPrior
+from .linear_ls import _check_power_iterations, power_norm_sq
+
+
+def _check_prior(solver, prior):
+    if not callable(getattr(prior, "prox", None)) or (isinstance(prior, AbstractProxPrior)
+                                                      and type(prior).prox is AbstractProxPrior.prox):
+        raise TypeError(f"{solver} needs a prior with a proximal operator (prox), such as "
+                        f"invsolve.priors.LPN, TV or L1; got {type(prior).__name__}, which has none.")
+
+
+def _check_unknown(solver, prior, problem):
+    """Refuse an unknown the prior cannot take, before anything is traced."""
+    x0 = problem.init_params()
+    if not isinstance(x0, jax.Array) and not hasattr(x0, "shape"):
+        raise TypeError(f"{solver} works on a single array unknown, got {type(x0).__name__}.")
+    check = getattr(prior, "_check_shape", None)
+    if check is not None:
+        check(tuple(x0.shape))
+
+
+def _data_term(problem):
+    def D(x):
+        return problem.neg_log_likelihood(x)
+    return D
+
+
+def _hvp(D, x):
+    return lambda v: jax.jvp(jax.grad(D), (x,), (v,))[1]
+
+
+class PnPState(eqx.Module):
+    x: jax.Array
+    z: jax.Array
+    u: jax.Array
+    step_size: jax.Array  # eta (PGD) or 1 / rho (ADMM)
+    change: jax.Array
+    data: jax.Array
+
+
+def _change(new, old):
+    dn, n = jnp.linalg.norm(new - old), jnp.linalg.norm(new)
+    return jnp.where(n > 0, dn / jnp.where(n > 0, n, 1), jnp.where(dn > 0, jnp.inf, 0)).astype(dn.dtype)
+
+
+class _PnP(AbstractSolver):
+    requires: ClassVar = (HasForward,)
+    prior: AbstractProxPrior
+    max_steps: int | None = 100
+    rtol: float | None = None
+    track_objective: bool = False
+
+    def prepare(self, problem):
+        _check_unknown(type(self).__name__, self.prior, problem)
+        return self
+
+    def default_max_steps(self, problem):
+        return 100
+
+    def terminate(self, problem, st):
+        if self.rtol is None:
+            return jnp.array(False), jnp.array(RESULTS.successful, jnp.int32)
+        done = st.change <= self.rtol
+        bad = ~jnp.isfinite(st.change)
+        code = jnp.where(bad, RESULTS.nonfinite, jnp.where(done, RESULTS.successful, RESULTS.max_steps_reached))
+        return done | bad, code.astype(jnp.int32)
+
+    def objective(self, problem, x, step_size=None):
+        """``F(x) = D(x) + R(x) / t`` with ``t`` the solver's step (``eta`` or ``1 / rho``)."""
+        t = self._step_size(problem, jnp.asarray(problem.init_params())) if step_size is None else step_size
+        return problem.neg_log_likelihood(x) + self.prior.log_density_neg(x) / t
+
+    def _info(self, problem, st, x):
+        info = {"change": st.change, "data": st.data}
+        if self.track_objective:
+            info["objective"] = self.objective(problem, x, st.step_size)
+        return info
+
+
+class PnPPGD(_PnP):
+    """Plug-and-play proximal gradient: ``x_{k+1} = prox(x_k - eta grad D(x_k))`` from ``x_0``
+    = the problem's ``init_params()`` (zeros for a linear inverse problem).
+
+    Args:
+        prior: a prior with ``prox`` (`LPN`, `TV`, `L1`, ...).
+        step: ``eta``; None (default) takes ``0.99 / L``, ``L`` estimated by
+            ``power_iterations`` power iterations on the Hessian of ``D`` at ``x_0`` (exact
+            for a linear forward model).
+        max_steps: iterations (default 100). rtol: stop when ``||x_{k+1} - x_k|| <= rtol
+            ||x_{k+1}||`` (None: run all steps).
+        track_objective: record ``F(x_k) = D + R / eta`` every step (needs ``R``).
+    History: ``change``, ``data`` (= ``D(x_k)``) and, if tracked, ``objective``.
+    """
+
+    step: float | None = None
+    power_iterations: int = 30
+
+    def __check_init__(self):
+        _check_prior("PnPPGD", self.prior)
+        check_nonneg("PnPPGD max_steps", self.max_steps, integer=True)
+        check_nonneg("PnPPGD rtol", self.rtol)
+        check_nonneg("PnPPGD step", self.step)
+        if self.step is not None and not isinstance(self.step, jax.core.Tracer) and not float(self.step) > 0:
+            raise ValueError(f"PnPPGD step must be positive, got {self.step!r}.")
+        _check_power_iterations("PnPPGD", self.power_iterations)
+
+    def _step_size(self, problem, x0):
+        if self.step is not None:
+            return jnp.asarray(self.step, x0.dtype)
+        L = power_norm_sq(_hvp(_data_term(problem), x0), x0.shape, x0.dtype, self.power_iterations)
+        return (0.99 / jnp.where(L > 0, L, 1)).astype(x0.dtype)
+
+    def init(self, problem, key=None):
+        x0 = jnp.asarray(problem.init_params())
+        D = _data_term(problem)
+        inf = jnp.full((), jnp.inf, x0.dtype)
+        return PnPState(x0, x0, jnp.zeros_like(x0), self._step_size(problem, x0), inf, D(x0).astype(x0.dtype))
+
+    def step(self, problem, st):
+        D = _data_term(problem)
+        x = self.prior.prox(st.x - st.step_size * jax.grad(D)(st.x)).astype(st.x.dtype)
+        new = PnPState(x, x, st.u, st.step_size, _change(x, st.x), D(x).astype(x.dtype))
+        return new, self._info(problem, new, x)
+
+    def postprocess(self, problem, st):
+        return Estimate(problem.constrain(st.x))
+
+
+class PnPADMM(_PnP):
+    """Plug-and-play ADMM (scaled form), from ``x_0 = z_0`` = ``init_params()``, ``u_0 = 0``::
+
+        x_{k+1} = argmin_x D(x) + rho/2 ||x - (z_k - u_k)||^2
+        z_{k+1} = prox(x_{k+1} + u_k)
+        u_{k+1} = u_k + x_{k+1} - z_{k+1}
+
+    The x-update is one Newton step from ``x_k``, its system ``(H_D + rho I) d = -grad``
+    solved by ``cg_steps`` conjugate-gradient steps with Hessian-vector products (exact for
+    a linear forward model once CG has converged). The estimate is ``z`` (in the range of
+    the prox, where ``R`` is finite).
+
+    Args:
+        prior: a prior with ``prox``.
+        rho: the penalty, the weight of ``R`` against ``D`` in ``F = D + rho R``; None uses
+            ``1 / prior.sigma**2`` when the prior has a noise level (an LPN).
+        max_steps (default 100), rtol (on ``z``), track_objective: as `PnPPGD`.
+        cg_steps: CG steps per x-update (default 20).
+    History: ``change`` (of ``z``), ``data`` (= ``D(z_k)``) and, if tracked, ``objective``.
+    """
+
+    rho: float | None = None
+    cg_steps: int = 20
+
+    def __check_init__(self):
+        _check_prior("PnPADMM", self.prior)
+        check_nonneg("PnPADMM max_steps", self.max_steps, integer=True)
+        check_nonneg("PnPADMM rtol", self.rtol)
+        check_nonneg("PnPADMM cg_steps", self.cg_steps, integer=True, allow_none=False)
+        if self.rho is None:
+            if getattr(self.prior, "sigma", None) is None:
+                raise ValueError("PnPADMM needs rho (the penalty) for a prior without a noise level sigma; "
+                                 "pass rho=... (larger rho: stronger prior).")
+        else:
+            check_nonneg("PnPADMM rho", self.rho)
+            if not isinstance(self.rho, jax.core.Tracer) and not float(self.rho) > 0:
+                raise ValueError(f"PnPADMM rho must be positive, got {self.rho!r}.")
+
+    def _rho(self, dtype):
+        rho = 1.0 / self.prior.sigma**2 if self.rho is None else self.rho
+        return jnp.asarray(rho, dtype)
+
+    def _step_size(self, problem, x0):
+        return 1.0 / self._rho(x0.dtype)
+
+    def init(self, problem, key=None):
+        x0 = jnp.asarray(problem.init_params())
+        inf = jnp.full((), jnp.inf, x0.dtype)
+        D = _data_term(problem)(x0).astype(x0.dtype)
+        return PnPState(x0, x0, jnp.zeros_like(x0), self._step_size(problem, x0), inf, D)
+
+    def step(self, problem, st):
+        D = _data_term(problem)
+        rho = 1.0 / st.step_size
+        v = st.z - st.u
+        hvp = _hvp(D, st.x)
+        g = jax.grad(D)(st.x) + rho * (st.x - v)
+        d = _cg(lambda w: hvp(w) + rho * w, -g, self.cg_steps)
+        x = st.x + d
+        z = self.prior.prox(x + st.u).astype(x.dtype)
+        u = st.u + x - z
+        new = PnPState(x, z, u, st.step_size, _change(z, st.z), D(z).astype(z.dtype))
+        return new, self._info(problem, new, z)
+
+    def postprocess(self, problem, st):
+        return Estimate(problem.constrain(st.z))
+
+
+def _cg(mv, b, steps):
+    """``steps`` conjugate-gradient steps for ``M d = b`` from 0 (``M`` SPD); safe at ``b = 0``."""
+    def body(_, c):
+        d, r, p, rr = c
+        Mp = mv(p)
+        pMp = jnp.vdot(p, Mp)
+        a = jnp.where(pMp > 0, rr / jnp.where(pMp > 0, pMp, 1), 0)
+        d, r = d + a * p, r - a * Mp
+        rr_new = jnp.vdot(r, r)
+        p = r + jnp.where(rr > 0, rr_new / jnp.where(rr > 0, rr, 1), 0) * p
+        return d, r, p, rr_new
+
+    d, *_ = jax.lax.fori_loop(0, steps, body, (jnp.zeros_like(b), b, b, jnp.vdot(b, b)))
+    return d
