@@ -11,7 +11,7 @@ import numpy as np
 
 
 def fit(update, carry, steps: int, *, name: str, checkpoint=None, save_every_s: float = 60.0,
-        progress: bool | None = None):
+        progress: bool | None = None, time_limit_s: float | None = None):
     """Run ``carry, loss = update(carry, k)`` for ``k`` up to ``steps``.
 
     ``update`` must be a pure function of the step index ``k`` (draw its batch from
@@ -19,8 +19,10 @@ def fit(update, carry, steps: int, *, name: str, checkpoint=None, save_every_s: 
     With ``checkpoint`` (an ``.npz`` path) the carry, the losses so far and the elapsed time
     are written every ``save_every_s`` seconds and at the end, and a run that finds the file
     starts where it stopped. Progress goes to stderr (default: when stderr is a terminal),
-    one line every 10 s. ``carry[-1]`` must be the step counter (an int32 array) so the
-    start is read from a checkpoint. Returns ``(carry, losses (steps,), wall seconds)``.
+    one line every 10 s. ``time_limit_s`` stops the run (checkpoint written) after the first
+    step that ends past that many seconds: run again to continue, e.g. on a preemptible
+    machine. ``carry[-1]`` must be the step counter (an int32 array) so the start is read
+    from a checkpoint. Returns ``(carry, losses so far, wall seconds)``.
     """
     from .io import load_checkpoint, save_checkpoint
 
@@ -55,6 +57,8 @@ def fit(update, carry, steps: int, *, name: str, checkpoint=None, save_every_s: 
         if checkpoint is not None and now - last_save > save_every_s:
             save()
             last_save = now
+        if time_limit_s is not None and now - t_run >= time_limit_s:
+            break
     if checkpoint is not None:
         save()
     return carry, all_losses(), elapsed + time.perf_counter() - t_run

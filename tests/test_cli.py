@@ -98,7 +98,7 @@ def test_dcdm_run_writes_the_results_contract(tmp_path):
 
 def test_train_rejects_an_unknown_model(capsys):
     assert cli.main(["train", "dcdm-poisson5d", "--out", "x.npz"]) == 2
-    assert "known: dcdm-poisson2d-64, dcdm-poisson3d-32" in capsys.readouterr().err
+    assert "known: dcdm-poisson2d-64, dcdm-poisson3d-32, lpn-ellipses-64, lpn-mni-64" in capsys.readouterr().err
 
 
 def test_train_writes_a_model_that_loads(tmp_path):
@@ -110,3 +110,16 @@ def test_train_writes_a_model_that_loads(tmp_path):
     assert cli.main(args) == 0
     model = dcdm.DCDMModel.load(out)
     assert model.config == (4, 1, 2) and dict(model.info)["recipe"] == "poisson2d-64"
+
+
+def test_train_an_lpn_recipe_writes_a_model_that_loads(tmp_path):
+    from invsolve.priors import LPN
+
+    out = tmp_path / "lpn.npz"
+    args = ["train", "lpn-mni-64", "--out", os.fspath(out), "--set", "steps=2", "--set", "hidden=4",
+            "--set", "size=16", "--set", "batch_size=2"]
+    assert cli.main(args) == 0
+    lpn = LPN.load(out)
+    assert lpn.shape == (16, 16) and lpn.config[0] == 4 and lpn.sigma == 0.1
+    assert dict(lpn.info)["recipe"] == "mni-64" and dict(lpn.info)["data"] == "mni"
+

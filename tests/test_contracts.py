@@ -34,6 +34,8 @@ SOLVERS = {
     "chambolle-pock": lambda: inv.solvers.ChambollePock(lam=0.1),
     "pinn": lambda: inv.solvers.PINN(optax.adam(1e-3), hidden=(8,), n_collocation=16, steps=3),
     "dcdm": lambda: inv.solvers.DCDM(inv.solvers.dcdm.DCDMModel.init(2, jax.random.key(0), features=4, levels=1, blocks=1)),
+    "pnp-pgd-tv": lambda: inv.solvers.PnPPGD(inv.priors.TV(0.1, prox_steps=5)),
+    "pnp-admm-l1": lambda: inv.solvers.PnPADMM(inv.priors.L1(0.01), rho=1.0, cg_steps=3),
     "database": lambda: _tumor_bank(),
     "database-refined": lambda: _tumor_bank().refine(inv.solvers.GradientMAP(optax.adam(1e-2))),
 }
@@ -70,6 +72,10 @@ def test_contract(pname, sname):
         return
     if isinstance(solver, (inv.solvers.CG, inv.solvers.PCG, inv.solvers.DCDM)) and not problem.operator().symmetric:
         with pytest.raises(ValueError, match="needs a symmetric positive definite operator"):
+            inv.solve(problem, solver)
+        return
+    if isinstance(solver, (inv.solvers.PnPPGD, inv.solvers.PnPADMM)) and not hasattr(problem.init_params(), "shape"):
+        with pytest.raises(inv.ProblemSolverIncompatible, match="unknown is one array"):
             inv.solve(problem, solver)
         return
     key = jax.random.key(0) if solver.needs_key else None

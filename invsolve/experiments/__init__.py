@@ -51,3 +51,4 @@ from . import tomography as _tomography  # noqa: E402,F401
 from . import flame as _flame  # noqa: E402,F401
 from . import tumor as _tumor  # noqa: E402,F401
 from . import dcdm as _dcdm  # noqa: E402,F401
+from . import lpn as _lpn  # noqa: E402,F401

@@ -1,6 +1,7 @@
 """Networks shared by the learned solvers (flax NNX modules)."""
 
+from .icnn import ConvICNN, DenseICNN
 from .mlp import MLP
 from .unet import ConvUNet
 
-__all__ = ["MLP", "ConvUNet"]
+__all__ = ["MLP", "ConvUNet", "DenseICNN", "ConvICNN"]

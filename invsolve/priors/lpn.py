@@ -221,7 +221,7 @@ class LPN(AbstractProxPrior):
               loss: str = "proximal_matching", key=None, *, steps: int = 2000, batch_size: int = 32,
               gammas=None, pretrain_fraction: float = 0.5, augment: Callable | None = None,
               init: "LPN | None" = None, checkpoint=None, save_every_s: float = 60.0,
-              progress: bool | None = None, **network) -> "LPN":
+              progress: bool | None = None, time_limit_s: float | None = None, **network) -> "LPN":
         """Train an LPN to denoise ``y = x + sigma * N(0, I)`` for clean ``x`` from ``dataset``.
 
         Args:
@@ -242,6 +242,8 @@ class LPN(AbstractProxPrior):
             init: an LPN to continue from (e.g. an L1-trained one) instead of a fresh one.
             checkpoint, save_every_s, progress: as `invsolve.solvers.dcdm.train` (resume
                 after a kill with the same batches as an uninterrupted run).
+            time_limit_s: stop (checkpoint written) after the first step past this many
+                seconds; the same call continues from the checkpoint.
             network: `LPN.init` options (``hidden``, ``depth``, ``beta``, ``alpha``).
         """
         from .._solver import check_nonneg
@@ -291,7 +293,8 @@ class LPN(AbstractProxPrior):
         carry = (model.params, optimizer.init(model.params), jnp.zeros((), jnp.int32))
         t0 = time.perf_counter()
         (params, _, _), losses, wall = fit(stage_update, carry, steps, name="LPN.train", checkpoint=checkpoint,
-                                           save_every_s=save_every_s, progress=progress)
+                                           save_every_s=save_every_s, progress=progress,
+                                           time_limit_s=time_limit_s)
         info = (("loss", loss), ("sigma", sigma), ("steps", steps), ("batch_size", batch_size),
                 ("stages", tuple(f"{kd}:{g:.3g}:{end}" if g else f"{kd}:{end}" for kd, g, end in stages)),
                 ("final_loss", float(np.mean(losses[-100:])) if losses.size else float("nan")),

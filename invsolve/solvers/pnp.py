@@ -46,9 +46,12 @@ def _check_prior(solver, prior):
 
 def _check_unknown(solver, prior, problem):
     """Refuse an unknown the prior cannot take, before anything is traced."""
+    from .._solve import ProblemSolverIncompatible
+
     x0 = problem.init_params()
-    if not isinstance(x0, jax.Array) and not hasattr(x0, "shape"):
-        raise TypeError(f"{solver} works on a single array unknown, got {type(x0).__name__}.")
+    if not hasattr(x0, "shape"):
+        raise ProblemSolverIncompatible(f"{solver} works on problems whose unknown is one array (an image, "
+                                        f"a field); {type(problem).__name__}'s is a {type(x0).__name__}.")
     check = getattr(prior, "_check_shape", None)
     if check is not None:
         check(tuple(x0.shape))
@@ -96,7 +99,7 @@ class _PnP(AbstractSolver):
         if self.rtol is None:
             return jnp.array(False), jnp.array(RESULTS.successful, jnp.int32)
         done = st.change <= self.rtol
-        bad = ~jnp.isfinite(st.change)
+        bad = jnp.isnan(st.change)  # inf marks "no step yet"; non-finite iterates give NaN
         code = jnp.where(bad, RESULTS.nonfinite, jnp.where(done, RESULTS.successful, RESULTS.max_steps_reached))
         return done | bad, code.astype(jnp.int32)
 
@@ -118,7 +121,7 @@ class PnPPGD(_PnP):
 
     Args:
         prior: a prior with ``prox`` (`LPN`, `TV`, `L1`, ...).
-        step: ``eta``; None (default) takes ``0.99 / L``, ``L`` estimated by
+        eta: the step size; None (default) takes ``0.99 / L``, ``L`` estimated by
             ``power_iterations`` power iterations on the Hessian of ``D`` at ``x_0`` (exact
             for a linear forward model).
         max_steps: iterations (default 100). rtol: stop when ``||x_{k+1} - x_k|| <= rtol
@@ -127,21 +130,21 @@ class PnPPGD(_PnP):
     History: ``change``, ``data`` (= ``D(x_k)``) and, if tracked, ``objective``.
     """
 
-    step: float | None = None
+    eta: float | None = None
     power_iterations: int = 30
 
     def __check_init__(self):
         _check_prior("PnPPGD", self.prior)
         check_nonneg("PnPPGD max_steps", self.max_steps, integer=True)
         check_nonneg("PnPPGD rtol", self.rtol)
-        check_nonneg("PnPPGD step", self.step)
-        if self.step is not None and not isinstance(self.step, jax.core.Tracer) and not float(self.step) > 0:
-            raise ValueError(f"PnPPGD step must be positive, got {self.step!r}.")
+        check_nonneg("PnPPGD eta", self.eta)
+        if self.eta is not None and not isinstance(self.eta, jax.core.Tracer) and not float(self.eta) > 0:
+            raise ValueError(f"PnPPGD eta (the step size) must be positive, got {self.eta!r}.")
         _check_power_iterations("PnPPGD", self.power_iterations)
 
     def _step_size(self, problem, x0):
-        if self.step is not None:
-            return jnp.asarray(self.step, x0.dtype)
+        if self.eta is not None:
+            return jnp.asarray(self.eta, x0.dtype)
         L = power_norm_sq(_hvp(_data_term(problem), x0), x0.shape, x0.dtype, self.power_iterations)
         return (0.99 / jnp.where(L > 0, L, 1)).astype(x0.dtype)
 
