@@ -100,7 +100,8 @@ def test_learned_prior_makes_f_its_prox_by_brute_force():
 def test_l2_training_learns_the_mmse_denoiser_of_a_gaussian():
     """x ~ N(0, 1), y = x + N(0, 0.5^2): the MMSE denoiser is E[x|y] = y / 1.25."""
     data = lambda k, n: jax.random.normal(k, (n, 1))  # noqa: E731
-    lpn = LPN.train(data, sigma=0.5, optimizer=optax.adam(3e-3), loss="l2", key=jax.random.key(0), steps=600,
+    lpn = LPN.train(data, sigma=0.5, optimizer=optax.adam(optax.cosine_decay_schedule(3e-3, 1500)), loss="l2",
+                    key=jax.random.key(0), steps=1500,
                     batch_size=512, hidden=16, depth=2, progress=False)
     y = jnp.linspace(-2, 2, 9)[:, None]
     assert np.allclose(lpn.prox(y), y / 1.25, atol=0.05)
@@ -302,3 +303,15 @@ def test_dataset_with_nan():
 def test_unknown_loss():
     with pytest.raises(ValueError, match="loss must be one of 'proximal_matching', 'l2', 'l1', got 'mse'"):
         LPN.train(np.ones((4, 3)), sigma=0.1, loss="mse", steps=1)
+
+
+# --- the paper's experiments (slow: minutes) ------------------------------------------------
+@pytest.mark.slow
+def test_laplacian_experiment_meets_the_targets():
+    from invsolve.experiments.lpn import LaplacianConfig, run_laplacian
+
+    with jax.enable_x64(False):
+        m = run_laplacian(LaplacianConfig(), 0).extra_metrics
+    assert m["prox_err_pm"] <= 0.05 and m["prox_max_err_pm"] <= 0.2, m
+    assert m["prox_err_l2"] >= 2 * m["prox_err_pm"] and m["prox_err_l1"] >= 2 * m["prox_err_pm"], m
+    assert m["mmse_err_l2"] <= 0.03 and m["prior_err_pm"] <= 0.03, m

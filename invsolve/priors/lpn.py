@@ -156,7 +156,7 @@ class LPN(AbstractProxPrior):
         """The learned proximal operator ``f(y) = grad psi(y)`` (the denoiser), shape of ``y``."""
         return self._batched(lambda v: jax.grad(lambda u: jnp.sum(self._psi_flat(u)))(v), jnp.asarray(y))
 
-    def invert(self, x, *, max_steps: int = 500, tol: float = 1e-6):
+    def invert(self, x, *, max_steps: int = 100, tol: float = 1e-5):
         """``y`` with ``f(y) = x``: the minimiser of ``psi(y) - <x, y>`` by L-BFGS from
         ``y = x``, stopped when the gradient ``f(y) - x`` has RMS ``<= tol * max(RMS(x), 1)``
         or after ``max_steps``. Returns ``(y, residual RMS of f(y) - x)`` per sample."""
@@ -168,11 +168,12 @@ class LPN(AbstractProxPrior):
         ys, res = jax.vmap(lambda xi: _invert_one(self, xi, max_steps, tol))(flat)
         return ys.reshape(x.shape).astype(x.dtype), res.reshape(lead)
 
-    def log_prior(self, x, *, max_steps: int = 500, tol: float = 1e-6):
+    def log_prior(self, x, *, max_steps: int = 100, tol: float = 1e-5):
         """The learned regularizer ``R(x) = -log p(x) + const`` (shape: the leading axes of
         ``x``): ``R(x) = <y, x> - 1/2 ||x||^2 - psi(y)`` with ``y = f^{-1}(x)`` (`invert`).
         Points outside the range of ``f`` (where ``R = +inf``) give the value at the
-        nearest point L-BFGS reaches; `invert` reports the residual."""
+        nearest point L-BFGS reaches; `invert` reports the residual. On 64^2 brain slices
+        100 L-BFGS steps give ``R`` to 5 digits (500 steps change it by 1e-5 relative)."""
         x = jnp.asarray(x)
         y, _ = self.invert(x, max_steps=max_steps, tol=tol)
         axes = tuple(range(x.ndim - len(self.shape), x.ndim))
@@ -386,7 +387,7 @@ class Recipe:
     seed: int = 0
 
 
-RECIPES = {"ellipses-64": Recipe("ellipses", steps=2000), "mni-64": Recipe("mni", steps=3600)}
+RECIPES = {"ellipses-64": Recipe("ellipses", steps=1600), "mni-64": Recipe("mni", steps=3600)}
 
 
 def augment_slices(key, x):
