@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._linop import AbstractLinearOperator
-from .._problem import GaussianNoise, LinearInverse
+from .._problem import LinearInverse
 
 
 def gaussian_kernel(width: float, truncate: float = 4.0, dtype=None) -> jax.Array:
@@ -79,11 +79,7 @@ def deblur(x, width: float = 1.5, noise: float = 0.01, *, key) -> LinearInverse:
 
     ``x``: the true image ``(H, W)`` (or a stack ``(..., H, W)``); ``width`` in pixels.
     """
-    if not (isinstance(noise, (int, float)) and np.isfinite(noise) and noise >= 0):
-        raise ValueError(f"noise must be a non-negative relative noise level such as 0.01, got {noise!r}.")
+    from .tomography import relative_gaussian
+
     x = jnp.asarray(x, jnp.result_type(float))
-    A = GaussianBlur(tuple(int(n) for n in x.shape), float(width))
-    clean = A.mv(x)
-    sigma = noise * jnp.sqrt(jnp.mean(clean**2))
-    y = clean + sigma * jax.random.normal(key, clean.shape, clean.dtype)
-    return LinearInverse(A, y, GaussianNoise(jnp.where(sigma > 0, sigma, 1.0)), x)
+    return relative_gaussian(x, GaussianBlur(tuple(int(n) for n in x.shape), float(width)), noise, key)

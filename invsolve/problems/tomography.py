@@ -516,7 +516,8 @@ def _geometry(x, angles, geometry, **kw):
     raise ValueError(f"unknown geometry {geometry!r}; expected 'parallel' or 'fan'.")
 
 
-def _gaussian(x, op, noise, key):
+def relative_gaussian(x, op, noise, key):
+    """``y = A x + sigma e`` with ``sigma = noise * rms(A x)`` (``noise`` relative, >= 0)."""
     if not (isinstance(noise, (int, float)) and np.isfinite(noise) and noise >= 0):
         raise ValueError(f"noise must be a non-negative relative noise level such as 0.01, got {noise!r}.")
     x = jnp.asarray(x, jnp.result_type(float))
@@ -538,7 +539,7 @@ def sparse_view(x, n_angles: int = 30, noise: float = 0.01, *, key, geometry: st
         raise ValueError(f"n_angles must be a positive integer, got {n_angles!r}.")
     arc = np.pi if geometry == "parallel" else 2 * np.pi
     angles = jnp.linspace(0.0, arc, n_angles, endpoint=False)
-    return _gaussian(x, _geometry(x, angles, geometry, **geometry_kw), noise, key)
+    return relative_gaussian(x, _geometry(x, angles, geometry, **geometry_kw), noise, key)
 
 
 def limited_angle(x, wedge: float = 90.0, n_angles: int | None = None, noise: float = 0.01, *, key,
@@ -551,7 +552,7 @@ def limited_angle(x, wedge: float = 90.0, n_angles: int | None = None, noise: fl
     if not isinstance(n_angles, (int, np.integer)) or n_angles < 1:
         raise ValueError(f"n_angles must be a positive integer, got {n_angles!r}.")
     angles = jnp.linspace(0.0, np.deg2rad(wedge), n_angles, endpoint=False)
-    return _gaussian(x, _geometry(x, angles, geometry, **geometry_kw), noise, key)
+    return relative_gaussian(x, _geometry(x, angles, geometry, **geometry_kw), noise, key)
 
 
 def low_dose(x, n_angles: int = 180, photons: float = 1e4, *, key, max_attenuation: float = 3.0,
