@@ -121,7 +121,7 @@ code(r"""
 prob = tomography.sparse_view(x0, n_angles=30, noise=0.01, key=jax.random.key(0))
 fbp = tomography.fbp(prob)
 tv = inv.solve(prob, inv.solvers.ChambollePock(lam=10.0, max_steps=500)).value
-solver = inv.solvers.PnPADMM(prior=lpn, max_steps=60)
+solver = inv.solvers.PnPADMM(prior=lpn, max_steps=25)
 sol = inv.solve(prob, solver)
 F = [solver.objective(prob, v) for v in (sol.value, tv)]
 print(f"objective D + rho R: PnP {float(F[0]):.1f}, TV {float(F[1]):.1f}")
@@ -144,7 +144,7 @@ default step is $0.99/L$ from power iterations, so its objective weighs the prio
 
 code(r"""
 prob = blur.deblur(x0, width=1.5, noise=0.01, key=jax.random.key(1))
-admm = inv.solve(prob, inv.solvers.PnPADMM(prior=lpn, max_steps=60)).value
+admm = inv.solve(prob, inv.solvers.PnPADMM(prior=lpn, max_steps=25)).value
 tvd = inv.solve(prob, inv.solvers.ChambollePock(lam=30.0, max_steps=500)).value
 for name, img in [("blurred", prob.y_obs), ("TV", tvd), ("PnP-ADMM + LPN", admm)]:
     print(f"{name:16s} PSNR {float(inv.metrics.psnr(img, x0)):.2f} dB   SSIM {float(inv.metrics.ssim(img, x0)):.3f}")

@@ -315,3 +315,14 @@ def test_laplacian_experiment_meets_the_targets():
     assert m["prox_err_pm"] <= 0.05 and m["prox_max_err_pm"] <= 0.2, m
     assert m["prox_err_l2"] >= 2 * m["prox_err_pm"] and m["prox_err_l1"] >= 2 * m["prox_err_pm"], m
     assert m["mmse_err_l2"] <= 0.03 and m["prior_err_pm"] <= 0.03, m
+
+
+def test_pnp_reports_non_finite_iterates_even_without_a_tolerance():
+    class Broken(inv.priors.AbstractProxPrior):
+        def prox(self, v):
+            return v * jnp.nan
+
+    prob, _, _ = _lasso()
+    for solver in (inv.solvers.PnPPGD(Broken()), inv.solvers.PnPADMM(Broken(), rho=1.0)):
+        with pytest.raises(inv.SolveError, match="NaN or infinity appeared"):
+            inv.solve(prob, solver)

@@ -164,8 +164,7 @@ class LPN(AbstractProxPrior):
         self._check_shape(x.shape)
         nc = len(self.shape)
         lead, core = x.shape[:x.ndim - nc], x.shape[x.ndim - nc:]
-        flat = x.reshape(-1, *core).astype(self.dtype)
-        ys, res = jax.vmap(lambda xi: _invert_one(self, xi, max_steps, tol))(flat)
+        ys, res = _invert_batch(self, x.reshape(-1, *core).astype(self.dtype), int(max_steps), float(tol))
         return ys.reshape(x.shape).astype(x.dtype), res.reshape(lead)
 
     def log_prior(self, x, *, max_steps: int = 100, tol: float = 1e-5):
@@ -337,6 +336,13 @@ def _stages(loss, steps, gammas, pretrain_fraction, n_pixels):
     pre = int(round(pretrain_fraction * steps))
     ends = [pre + int(round((steps - pre) * (i + 1) / len(gammas))) for i in range(len(gammas))]
     return ([("l1", None, pre)] if pre else []) + [("pm", g, e) for g, e in zip(gammas, ends)]
+
+
+@eqx.filter_jit
+def _invert_batch(lpn, xs, max_steps, tol):
+    """`_invert_one` over a batch, compiled once per model structure, shape and settings
+    (``max_steps`` and ``tol`` are Python numbers, hence static)."""
+    return jax.vmap(lambda xi: _invert_one(lpn, xi, max_steps, tol))(xs)
 
 
 def _invert_one(lpn, x, max_steps, tol):

@@ -57,12 +57,6 @@ def _check_unknown(solver, prior, problem):
         check(tuple(x0.shape))
 
 
-def _data_term(problem):
-    def D(x):
-        return problem.neg_log_likelihood(x)
-    return D
-
-
 def _hvp(D, x):
     return lambda v: jax.jvp(jax.grad(D), (x,), (v,))[1]
 
@@ -96,12 +90,10 @@ class _PnP(AbstractSolver):
         return 100
 
     def terminate(self, problem, st):
-        if self.rtol is None:
-            return jnp.array(False), jnp.array(RESULTS.successful, jnp.int32)
-        done = st.change <= self.rtol
         bad = jnp.isnan(st.change)  # inf marks "no step yet"; non-finite iterates give NaN
-        code = jnp.where(bad, RESULTS.nonfinite, jnp.where(done, RESULTS.successful, RESULTS.max_steps_reached))
-        return done | bad, code.astype(jnp.int32)
+        done = jnp.array(False) if self.rtol is None else st.change <= self.rtol
+        ok = RESULTS.successful if self.rtol is None else jnp.where(done, RESULTS.successful, RESULTS.max_steps_reached)
+        return done | bad, jnp.where(bad, RESULTS.nonfinite, ok).astype(jnp.int32)
 
     def objective(self, problem, x, step_size=None):
         """``F(x) = D(x) + R(x) / t`` with ``t`` the solver's step (``eta`` or ``1 / rho``)."""
@@ -145,17 +137,17 @@ class PnPPGD(_PnP):
     def _step_size(self, problem, x0):
         if self.eta is not None:
             return jnp.asarray(self.eta, x0.dtype)
-        L = power_norm_sq(_hvp(_data_term(problem), x0), x0.shape, x0.dtype, self.power_iterations)
+        L = power_norm_sq(_hvp(problem.neg_log_likelihood, x0), x0.shape, x0.dtype, self.power_iterations)
         return (0.99 / jnp.where(L > 0, L, 1)).astype(x0.dtype)
 
     def init(self, problem, key=None):
         x0 = jnp.asarray(problem.init_params())
-        D = _data_term(problem)
+        D = problem.neg_log_likelihood
         inf = jnp.full((), jnp.inf, x0.dtype)
         return PnPState(x0, x0, jnp.zeros_like(x0), self._step_size(problem, x0), inf, D(x0).astype(x0.dtype))
 
     def step(self, problem, st):
-        D = _data_term(problem)
+        D = problem.neg_log_likelihood
         x = self.prior.prox(st.x - st.step_size * jax.grad(D)(st.x)).astype(st.x.dtype)
         new = PnPState(x, x, st.u, st.step_size, _change(x, st.x), D(x).astype(x.dtype))
         return new, self._info(problem, new, x)
@@ -212,11 +204,11 @@ class PnPADMM(_PnP):
     def init(self, problem, key=None):
         x0 = jnp.asarray(problem.init_params())
         inf = jnp.full((), jnp.inf, x0.dtype)
-        D = _data_term(problem)(x0).astype(x0.dtype)
+        D = problem.neg_log_likelihood(x0).astype(x0.dtype)
         return PnPState(x0, x0, jnp.zeros_like(x0), self._step_size(problem, x0), inf, D)
 
     def step(self, problem, st):
-        D = _data_term(problem)
+        D = problem.neg_log_likelihood
         rho = 1.0 / st.step_size
         v = st.z - st.u
         hvp = _hvp(D, st.x)
