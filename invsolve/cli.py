@@ -103,11 +103,11 @@ def _override(cfg, assignments):
 
 
 def _cmd_train(args) -> int:
-    from .priors import lpn
+    from .priors import lpn, score
     from .solvers import dcdm
 
     family, _, name = args.name.partition("-")
-    modules = {"dcdm": dcdm, "lpn": lpn}
+    modules = {"dcdm": dcdm, "lpn": lpn, "score": score}
     if family not in modules or name not in modules[family].RECIPES:
         known = ", ".join(f"{f}-{n}" for f, m in modules.items() for n in sorted(m.RECIPES))
         print(f"invsolve train: unknown model {args.name!r}; known: {known}", file=sys.stderr)
@@ -134,7 +134,8 @@ def main(argv=None) -> int:
                      help="override a configuration field, e.g. --set noise=0 (repeatable)")
     run.set_defaults(func=_cmd_run)
     train = sub.add_parser("train", help="train a shipped model from its recipe (see invsolve/weights/MANIFEST.md)")
-    train.add_argument("name", help="dcdm-poisson2d-64, dcdm-poisson3d-32, lpn-ellipses-64 or lpn-mni-64")
+    train.add_argument("name", help="a recipe: dcdm-poisson2d-64, dcdm-poisson3d-32, lpn-ellipses-64, lpn-mni-64, "
+                       "score-ellipses-64 or score-mni-64")
     train.add_argument("--out", required=True, help="where to write the weights (.npz)")
     train.add_argument("--checkpoint", default=None, help="checkpoint file (.npz): written as it trains, resumed from")
     train.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a recipe field (repeatable)")

@@ -123,3 +123,15 @@ def test_train_an_lpn_recipe_writes_a_model_that_loads(tmp_path):
     assert lpn.shape == (16, 16) and lpn.config[0] == 4 and lpn.sigma == 0.1
     assert dict(lpn.info)["recipe"] == "mni-64" and dict(lpn.info)["data"] == "mni"
 
+
+
+def test_train_a_score_recipe_writes_a_prior_that_loads(tmp_path):
+    from invsolve.priors import ScorePrior
+
+    out = tmp_path / "score.npz"
+    args = ["train", "score-ellipses-64", "--out", os.fspath(out), "--set", "steps=2", "--set", "channels=(4, 8)",
+            "--set", "size=16", "--set", "batch_size=2"]
+    assert cli.main(args) == 0
+    prior = ScorePrior.load(out)
+    assert prior.shape == (16, 16) and prior.config[1] == (4, 8)
+    assert dict(prior.info)["recipe"] == "ellipses-64" and dict(prior.info)["steps"] == 2

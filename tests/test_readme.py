@@ -25,7 +25,8 @@ def test_readme_examples_run(tmp_path, monkeypatch):
     # the blocks assert their own numbers; check that the last one really ran
     assert namespace["tv"].value.shape == (128, 128)
     assert namespace["cg"].stats["num_steps"] > 100  # the DCDM block
-    assert namespace["pnp"].value.shape == (64, 64)  # the LPN block, the last one
+    assert namespace["pnp"].value.shape == (64, 64)  # the LPN block
+    assert namespace["post"].samples.shape == (2, 64, 64)  # the diffusion block, the last one
 
 
 def test_readme_starts_with_the_two_commands_ci_runs():
@@ -54,6 +55,11 @@ def test_readme_slow_examples_run(tmp_path, monkeypatch):
             sol = namespace["sol"]
             assert sol.result == 0 and sol.history["residual"][-1] <= 1e-4
             assert namespace["model"].ndim == 3 and dict(namespace["model"].info)["steps"] == 20
+        if "mbir" in namespace:  # the diffusion example: samples, a RED-diff estimate, a volume
+            assert dict(namespace["prior"].info)["recipe"] == "ellipses-64"
+            assert namespace["sol"].samples.shape == (8, 64, 64) and namespace["sol"].std.shape == (64, 64)
+            assert namespace["red"].value.shape == (64, 64) and namespace["mbir"].value.shape == (8, 64, 64)
+            continue
         if "dataset" in namespace:  # the LPN example: a trained model, and a reconstruction with its prior value
             assert dict(namespace["lpn"].info)["recipe"] == "ellipses-64"
             assert namespace["sol"].value.shape == (64, 64) and namespace["sol"].result == 0

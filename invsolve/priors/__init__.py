@@ -9,6 +9,7 @@ independent of the resolution (the cell area cancels the squared spacing). Prior
 from ._classic import (L1, TV, AbstractPrior, AbstractProxPrior, Tikhonov, divergence, gradient,
                        project_balls, soft_threshold, tv_iso)
 from .lpn import LPN
+from .score import VE, VP, AbstractScorePrior, GaussianMixture, ScorePrior
 
-__all__ = ["AbstractPrior", "AbstractProxPrior", "Tikhonov", "TV", "L1", "LPN", "soft_threshold",
+__all__ = ["AbstractPrior", "AbstractProxPrior", "Tikhonov", "TV", "L1", "LPN", "ScorePrior", "GaussianMixture", "AbstractScorePrior", "VP", "VE", "soft_threshold",
            "gradient", "divergence", "tv_iso", "project_balls"]

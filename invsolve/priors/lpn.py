@@ -300,23 +300,23 @@ class LPN(AbstractProxPrior):
         return dataclasses.replace(model, params=params, info=info)
 
 
-def _sampler(dataset, batch_size):
+def _sampler(dataset, batch_size, name="LPN.train"):
     """``(key -> clean batch, sample shape)`` from an array or a sampling function."""
     if callable(dataset):
         probe = jnp.asarray(dataset(jax.random.key(0), batch_size))
         if probe.shape[0] != batch_size or not jnp.issubdtype(probe.dtype, jnp.floating):
-            raise ValueError(f"LPN.train: the dataset function must return a float array (batch_size, ...), "
+            raise ValueError(f"{name}: the dataset function must return a float array (batch_size, ...), "
                              f"got {probe.dtype} {probe.shape}.")
         if not bool(jnp.all(jnp.isfinite(probe))):
-            raise ValueError("LPN.train: the dataset function returned NaN or inf values.")
+            raise ValueError(f"{name}: the dataset function returned NaN or inf values.")
         return (lambda k: jnp.asarray(dataset(k, batch_size), jnp.float32)), tuple(probe.shape[1:])
     data = np.asarray(dataset)
     if data.ndim < 2 or not np.issubdtype(data.dtype, np.number) or data.shape[0] < 1:
-        raise ValueError(f"LPN.train: dataset must be an array (n, dim) or (n, H, W) of clean samples, "
+        raise ValueError(f"{name}: dataset must be an array (n, dim) or (n, H, W) of clean samples, "
                          f"got shape {data.shape} and dtype {data.dtype}.")
     bad = ~np.isfinite(data)
     if bad.any():
-        raise ValueError(f"LPN.train: the dataset has {int(bad.sum())} NaN or inf values "
+        raise ValueError(f"{name}: the dataset has {int(bad.sum())} NaN or inf values "
                          f"(first in sample {int(np.argwhere(bad)[0][0])}); clean them first.")
     data = jnp.asarray(data, jnp.float32)
     return (lambda k: data[jax.random.randint(k, (batch_size,), 0, data.shape[0])]), tuple(data.shape[1:])

@@ -232,6 +232,20 @@ def axial_slices(split: str = "train", size: int = 64, kind: str = "t1"):
     return jnp.stack([_resample_slice(vol, z, 2, size) for z in zs]), np.array(zs)
 
 
+def axial_stack(z_start: int, n: int, size: int = 64, kind: str = "t1"):
+    """``n`` consecutive MNI152 axial slices from voxel ``z_start``, ``(n, size, size)`` (each
+    as `brain_slice`): a volume of slices for 3D reconstruction. ``axial_stack(84, 32)``
+    is the test slab with its guard slices, none of which the shipped priors saw."""
+    size = _check_size(size)
+    _check_kind(kind)
+    _require_nilearn("axial_stack")
+    vol = _template(kind)
+    if not (0 <= z_start and z_start + n <= vol.shape[2] and n >= 1):
+        raise ValueError(f"axial_stack: slices z_start..z_start+n-1 must lie in 0..{vol.shape[2] - 1}, "
+                         f"got z_start={z_start}, n={n}.")
+    return jnp.stack([_resample_slice(vol, z, 2, size) for z in range(z_start, z_start + n)])
+
+
 def brain_volume(shape=(64, 64, 64), kind: str = "t1"):
     """The whole 1 mm MNI152 template resampled to ``shape = (nx, ny, nz)``, values in [0, 1].
 

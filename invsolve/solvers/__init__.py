@@ -1,8 +1,9 @@
 """Solvers: interchangeable methods, each an `AbstractSolver` run by `invsolve.solve`."""
 
-from . import dcdm
+from . import dcdm, diffusion
 from .database import DatabaseQuery, Refined
 from .dcdm import DCDM
+from .diffusion import DPS, DiffusionMBIR, REDDiff, ScoreSDE
 from .krylov import CG, PCG, Identity, Jacobi, AbstractPreconditioner
 from .linear_ls import CGLS, ChambollePock, Landweber
 from .map import GradientMAP
@@ -12,4 +13,4 @@ from .pnp import PnPADMM, PnPPGD
 
 __all__ = ["CG", "PCG", "Identity", "Jacobi", "AbstractPreconditioner", "Multigrid", "GradientMAP",
            "CGLS", "Landweber", "ChambollePock", "PINN", "DatabaseQuery", "Refined", "DCDM", "dcdm",
-           "PnPPGD", "PnPADMM"]
+           "PnPPGD", "PnPADMM", "DPS", "REDDiff", "ScoreSDE", "DiffusionMBIR", "diffusion"]

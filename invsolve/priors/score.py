@@ -1,0 +1,496 @@
+"""Score-based (diffusion) priors: the forward SDEs, a trained noise-prediction network, and
+an analytic Gaussian mixture with the same interface.
+
+A diffusion prior perturbs clean data ``x_0`` by ``x_t = a(t) x_0 + s(t) eps``,
+``eps ~ N(0, I)``, ``t`` in ``[0, 1]`` (Song et al., ICLR 2021, Sec. 3.4):
+
+* `VP` (variance preserving, DDPM): ``beta(t) = beta_min + t (beta_max - beta_min)``,
+  ``a = exp(-1/2 int_0^t beta)``, ``s^2 = 1 - a^2``; ``dx = -beta/2 x dt + sqrt(beta) dw``.
+* `VE` (variance exploding, SMLD): ``a = 1``, ``s = sigma_min (sigma_max / sigma_min)^t``;
+  ``dx = s sqrt(2 log(sigma_max / sigma_min)) dw``.
+
+Every score prior provides ``eps(x, t)``, the noise prediction ``E[eps | x_t = x]``, from
+which the score ``grad log p_t(x) = -eps / s(t)`` and Tweedie's denoiser
+``E[x_0 | x_t = x] = (x - s eps) / a`` follow (`score`, `denoise`). `ScorePrior` learns
+``eps`` by denoising score matching (``E ||eps_theta(x_t, t) - eps||^2``, ``t ~ U(t_min, 1)``,
+Song et al. eq. 7 with ``lambda(t) = s(t)^2``); `GaussianMixture` knows it exactly, which
+makes it the test bed of the samplers (`invsolve.solvers.DPS`, ...): its posterior under a
+linear Gaussian measurement is again a Gaussian mixture (`GaussianMixture.posterior`).
+Data are in their own units (images in [0, 1]); ``shape`` is one sample's shape.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from importlib import resources
+from typing import Any, Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from ..nn.score import ScoreMLP, ScoreUNet
+
+WEIGHTS = resources.files("invsolve") / "weights"
+PRETRAINED = {"ellipses-64": "score-ellipses-64.npz", "mni-64": "score-mni-64.npz"}
+
+
+# --------------------------------------------------------------------------------------
+# forward SDEs
+# --------------------------------------------------------------------------------------
+class VP(eqx.Module):
+    """Variance-preserving SDE (DDPM); Song et al.'s defaults ``beta`` in [0.1, 20]."""
+
+    beta_min: float = eqx.field(default=0.1, static=True)
+    beta_max: float = eqx.field(default=20.0, static=True)
+    t_min: float = eqx.field(default=1e-3, static=True)
+
+    def mean_std(self, t):
+        """``(a(t), s(t))``; ``t`` an array."""
+        integral = self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t * t
+        return jnp.exp(-0.5 * integral), jnp.sqrt(-jnp.expm1(-integral))
+
+    def drift_diffusion(self, x, t):
+        beta = self.beta_min + t * (self.beta_max - self.beta_min)
+        return -0.5 * beta * x, jnp.sqrt(beta)
+
+    def terminal(self, key, shape, dtype):
+        return jax.random.normal(key, shape, dtype)
+
+
+class VE(eqx.Module):
+    """Variance-exploding SDE (SMLD / NCSN); ``sigma_max`` about the largest distance
+    between two training samples (Song and Ermon, 2020)."""
+
+    sigma_min: float = eqx.field(default=0.01, static=True)
+    sigma_max: float = eqx.field(default=40.0, static=True)
+    t_min: float = eqx.field(default=1e-5, static=True)
+
+    def mean_std(self, t):
+        return jnp.ones_like(t), self.sigma_min * (self.sigma_max / self.sigma_min) ** t
+
+    def drift_diffusion(self, x, t):
+        s = self.sigma_min * (self.sigma_max / self.sigma_min) ** t
+        return jnp.zeros_like(x), s * math.sqrt(2 * math.log(self.sigma_max / self.sigma_min))
+
+    def terminal(self, key, shape, dtype):
+        return self.sigma_max * jax.random.normal(key, shape, dtype)
+
+
+SDES = {"vp": VP, "ve": VE}
+
+
+def make_sde(sde) -> VP | VE:
+    if isinstance(sde, (VP, VE)):
+        return sde
+    if sde not in SDES:
+        raise ValueError(f"sde must be 'vp', 've' or an invsolve.priors.VP / VE instance, got {sde!r}.")
+    return SDES[sde]()
+
+
+# --------------------------------------------------------------------------------------
+# the common interface
+# --------------------------------------------------------------------------------------
+class AbstractScorePrior(eqx.Module):
+    """A prior known through its noise prediction ``eps(x, t)`` under ``sde``.
+
+    ``x`` has shape ``(..., *shape)`` (leading axes batch), ``t`` is a scalar or has the
+    leading shape. Results have the shape and dtype of ``x``."""
+
+    sde: eqx.AbstractVar[Any]
+    shape: eqx.AbstractVar[tuple]
+
+    def eps(self, x, t):
+        raise NotImplementedError
+
+    def _split(self, x, t):
+        x = jnp.asarray(x)
+        self._check_shape(x.shape)
+        lead = x.shape[:x.ndim - len(self.shape)]
+        t = jnp.broadcast_to(jnp.asarray(t, x.dtype), lead)
+        return x, t, lead
+
+    def _check_shape(self, shape):
+        if tuple(shape[len(shape) - len(self.shape):]) != tuple(self.shape) or len(shape) < len(self.shape):
+            raise ValueError(f"{type(self).__name__}: this prior was trained on samples of shape "
+                             f"{tuple(self.shape)} (leading axes batch), got an input of shape {tuple(shape)}; "
+                             "train or load a prior at that resolution.")
+
+    def _bcast(self, v, x):
+        return v.reshape(v.shape + (1,) * len(self.shape)).astype(x.dtype)
+
+    def score(self, x, t):
+        """``grad_x log p_t(x)``."""
+        _, s = self.sde.mean_std(jnp.asarray(t, jnp.result_type(x)))
+        x, t, _ = self._split(x, t)
+        return -self.eps(x, t) / self._bcast(jnp.broadcast_to(s, t.shape), x)
+
+    def denoise(self, x, t):
+        """Tweedie's estimate ``E[x_0 | x_t = x]``."""
+        x, t, _ = self._split(x, t)
+        a, s = self.sde.mean_std(t)
+        return (x - self._bcast(s, x) * self.eps(x, t)) / self._bcast(a, x)
+
+    def sample(self, key, n: int = 1, n_steps: int = 500, method: str = "pc", **options):
+        """``n`` unconditional samples ``(n, *shape)``: ``method="pc"`` (ancestral predictor
+        plus Langevin corrector, `invsolve.solvers.diffusion.pc_sample`) or ``"ode"`` (the
+        probability-flow ODE with diffrax, `invsolve.solvers.diffusion.ode_sample`)."""
+        from ..solvers import diffusion
+
+        if method == "pc":
+            return diffusion.pc_sample(self, key, n, n_steps, **options)
+        if method == "ode":
+            return diffusion.ode_sample(self, key, n, n_steps, **options)
+        raise ValueError(f"method must be 'pc' or 'ode', got {method!r}.")
+
+
+# --------------------------------------------------------------------------------------
+# analytic Gaussian mixture
+# --------------------------------------------------------------------------------------
+class GaussianMixture(AbstractScorePrior):
+    """``p(x) = sum_k w_k N(x; mu_k, Sigma_k)`` on vectors ``(dim,)``, with its exact noise
+    prediction under ``sde`` (each component diffuses to ``N(a mu_k, a^2 Sigma_k + s^2 I)``).
+    Computes in the dtype of the parameters (float64 under x64)."""
+
+    weights: jax.Array
+    means: jax.Array
+    covs: jax.Array
+    sde: Any = VP()
+    shape: tuple = eqx.field(default=None, static=True)
+    eig: tuple = None  # eigen-decompositions of the covariances, (K, dim) and (K, dim, dim)
+
+    def __init__(self, weights, means, covs, sde="vp"):
+        self.means = jnp.asarray(means)
+        self.weights = jnp.asarray(weights, self.means.dtype) / jnp.sum(jnp.asarray(weights))
+        self.covs = jnp.asarray(covs, self.means.dtype)
+        k, d = self.means.shape
+        if self.weights.shape != (k,) or self.covs.shape != (k, d, d):
+            raise ValueError(f"GaussianMixture: weights (K,), means (K, dim), covs (K, dim, dim) expected, got "
+                             f"{self.weights.shape}, {self.means.shape}, {self.covs.shape}.")
+        self.sde = make_sde(sde)
+        self.shape = (d,)
+        lam, vec = jnp.linalg.eigh(0.5 * (self.covs + jnp.swapaxes(self.covs, 1, 2)))
+        self.eig = (lam, vec)
+
+    @classmethod
+    def random(cls, key, dim: int = 8, n_components: int = 5, spread: float = 3.0, scale: float = 0.5,
+               sde="vp", dtype=None):
+        """Random means in ``[-spread, spread]^dim``, random SPD covariances of size about
+        ``scale^2``, Dirichlet(1) weights."""
+        dtype = dtype or jnp.result_type(float)
+        km, kc, kw = jax.random.split(key, 3)
+        means = jax.random.uniform(km, (n_components, dim), dtype, -spread, spread)
+        g = jax.random.normal(kc, (n_components, dim, dim), dtype) / math.sqrt(dim)
+        covs = scale**2 * (0.3 * jnp.eye(dim, dtype=dtype) + g @ jnp.swapaxes(g, 1, 2))
+        return cls(jax.random.dirichlet(kw, jnp.ones(n_components, dtype)), means, covs, sde)
+
+    def _noised(self, t):
+        a, s = self.sde.mean_std(t)
+        d = self.shape[0]
+        return a * self.means, a * a * self.covs + s * s * jnp.eye(d, dtype=self.means.dtype)
+
+    def log_prob(self, x, t=None):
+        """``log p_t(x)`` (``t=None``: the clean density ``p_0``)."""
+        x = jnp.asarray(x, self.means.dtype)
+        if t is None:
+            m, c = self.means, self.covs
+        else:
+            m, c = self._noised(jnp.asarray(t, x.dtype))
+        return _mixture_logpdf(x, self.weights, m, c)
+
+    def eps(self, x, t):
+        x = jnp.asarray(x, self.means.dtype)
+        t = jnp.asarray(t, x.dtype)
+        if t.ndim == 0:  # one noise level for all samples: factor the covariances once
+            self._check_shape(x.shape)
+            return self._eps_at(x.reshape(-1, *self.shape), t).reshape(x.shape)
+        x, t, _ = self._split(x, t)
+        out = jax.vmap(lambda xi, ti: self._eps_at(xi[None], ti)[0])(x.reshape(-1, *self.shape), t.reshape(-1))
+        return out.reshape(x.shape)
+
+    def _eps_at(self, x, t):
+        """``-s grad log p_t`` for a batch ``(n, dim)`` at one time: responsibilities
+        ``r_k`` of the noised components, ``score = -sum_k r_k C_k^-1 (x - a mu_k)``."""
+        a, s = self.sde.mean_std(t)
+        lam, vec = self.eig
+        var = a * a * lam + s * s  # eigenvalues of a^2 Sigma_k + s^2 I: no factorisation per step
+        diff = x[:, None, :] - a * self.means[None]  # (n, K, d)
+        proj = jnp.einsum("kji,nkj->nki", vec, diff) / var  # V^T diff / var
+        pd = jnp.einsum("kij,nkj->nki", vec, proj)
+        logn = -0.5 * jnp.sum(diff * pd, axis=-1) - 0.5 * jnp.sum(jnp.log(var), axis=1)
+        r = jax.nn.softmax(jnp.log(self.weights) + logn, axis=1)
+        return s * jnp.einsum("nk,nki->ni", r, pd)
+
+    def draw(self, key, n: int):
+        """``n`` exact samples ``(n, dim)``."""
+        kc, kz = jax.random.split(key)
+        comp = jax.random.categorical(kc, jnp.log(self.weights), shape=(n,))
+        chol = jnp.linalg.cholesky(self.covs)[comp]
+        z = jax.random.normal(kz, (n, self.shape[0]), self.means.dtype)
+        return self.means[comp] + jnp.einsum("nij,nj->ni", chol, z)
+
+    def posterior(self, A, y, sigma) -> "GaussianMixture":
+        """The exact posterior of ``x`` given ``y = A x + sigma e``, ``e ~ N(0, I)``
+        (``A`` a matrix ``(m, dim)``): component ``k`` becomes ``N(m_k, C_k)`` with
+        ``C_k = (Sigma_k^-1 + A^T A / sigma^2)^-1``, ``m_k = C_k (Sigma_k^-1 mu_k + A^T y / sigma^2)``,
+        weight ``w_k N(y; A mu_k, A Sigma_k A^T + sigma^2 I)``."""
+        A = jnp.asarray(A, self.means.dtype)
+        y = jnp.asarray(y, self.means.dtype)
+        prec = jnp.linalg.inv(self.covs)
+        post_cov = jnp.linalg.inv(prec + A.T @ A / sigma**2)
+        post_mean = jnp.einsum("kij,kj->ki", post_cov, jnp.einsum("kij,kj->ki", prec, self.means) + A.T @ y / sigma**2)
+        pred_cov = A @ self.covs @ A.T + sigma**2 * jnp.eye(A.shape[0], dtype=A.dtype)
+        logw = jnp.log(self.weights) + jax.vmap(lambda m, c: _gauss_logpdf(y, m, c))(self.means @ A.T, pred_cov)
+        return GaussianMixture(jax.nn.softmax(logw), post_mean, 0.5 * (post_cov + jnp.swapaxes(post_cov, 1, 2)),
+                               self.sde)
+
+
+def _gauss_logpdf(x, m, c):
+    chol = jnp.linalg.cholesky(c)
+    z = jax.scipy.linalg.solve_triangular(chol, x - m, lower=True)
+    return -0.5 * z @ z - jnp.sum(jnp.log(jnp.diag(chol))) - 0.5 * x.shape[-1] * math.log(2 * math.pi)
+
+
+def _mixture_logpdf(x, w, means, covs):
+    return jax.nn.logsumexp(jnp.log(w) + jax.vmap(lambda m, c: _gauss_logpdf(x, m, c))(means, covs))
+
+
+# --------------------------------------------------------------------------------------
+# the learned prior
+# --------------------------------------------------------------------------------------
+class ScorePrior(AbstractScorePrior):
+    """A noise-prediction network trained by denoising score matching.
+
+    ``kind="unet"`` (`invsolve.nn.ScoreUNet`): single-channel images ``(H, W)`` of the
+    training size ``shape``; ``kind="mlp"`` (`invsolve.nn.ScoreMLP`): vectors ``(dim,)``.
+    The network sees ``x_t / sqrt(a^2 data_std^2 + s^2)`` (unit-scale input at every noise
+    level) and ``log(s / a)``. ``params`` are the exponential moving average of the
+    training iterates. Float32 parameters by default; inputs are cast to them and results
+    back to the input's dtype.
+
+    Attributes:
+        graphdef, params: the flax NNX network. sde: `VP` or `VE`.
+        shape: one sample's shape. config: ``(kind, widths, attention, data_std)``.
+        info: how it was trained, ``((key, value), ...)``.
+    """
+
+    graphdef: Any = eqx.field(static=True)
+    params: Any
+    sde: Any
+    shape: tuple = eqx.field(static=True)
+    config: tuple = eqx.field(static=True)
+    info: tuple = eqx.field(default=(), static=True)
+
+    @classmethod
+    def init(cls, shape, key, *, sde="vp", channels=None, attention: bool = True, hidden: int = 128,
+             depth: int = 3, data_std: float = 0.5, dtype=jnp.float32) -> "ScorePrior":
+        """An untrained prior for samples of ``shape``: ``(H, W)`` (U-Net with ``channels``
+        per resolution, default ``(16, 32, 64, 64)``) or ``(dim,)`` (MLP ``hidden`` x ``depth``)."""
+        shape = tuple(int(s) for s in np.atleast_1d(shape))
+        rngs = nnx.Rngs(key)
+        if len(shape) == 2:
+            channels = tuple(int(c) for c in (channels or (16, 32, 64, 64)))
+            m = 2 ** (len(channels) - 1)
+            if shape[0] % m or shape[1] % m:
+                raise ValueError(f"ScorePrior: image sides must be multiples of {m} for {len(channels)} "
+                                 f"resolutions, got {shape}.")
+            net, config = ScoreUNet(channels, attention, rngs=rngs, dtype=dtype), ("unet", channels, attention)
+        elif len(shape) == 1:
+            net, config = ScoreMLP(shape[0], hidden, depth, rngs=rngs, dtype=dtype), ("mlp", (hidden, depth), False)
+        else:
+            raise ValueError(f"ScorePrior: samples must be vectors (dim,) or images (H, W), got shape {shape}.")
+        graphdef, params = nnx.split(net)
+        return cls(graphdef=graphdef, params=params, sde=make_sde(sde), shape=shape,
+                   config=(*config, float(data_std)))
+
+    @classmethod
+    def pretrained(cls, name: str) -> "ScorePrior":
+        """A prior shipped with invsolve: ``"ellipses-64"`` (random-ellipse phantoms, 64^2)
+        or ``"mni-64"`` (MNI152 T1 axial slices, 64^2, the ``"train"`` split of
+        `invsolve.problems.phantoms.axial_slices`); both VP. ``invsolve/weights/MANIFEST.md``
+        gives the command that trained each and its wall time."""
+        if name not in PRETRAINED:
+            raise ValueError(f"no pretrained ScorePrior {name!r}; available: {', '.join(sorted(PRETRAINED))}.")
+        return cls.load(WEIGHTS / PRETRAINED[name])
+
+    @property
+    def dtype(self):
+        return jax.tree.leaves(self.params)[0].dtype
+
+    @property
+    def n_params(self) -> int:
+        return int(sum(np.size(x) for x in jax.tree.leaves(self.params)))
+
+    def _eps_flat(self, params, x, t):
+        """Network noise prediction on a flat batch ``(n, *shape)`` in the parameters' dtype."""
+        a, s = self.sde.mean_std(t)
+        scale = jnp.sqrt(a * a * self.config[-1] ** 2 + s * s)
+        net = nnx.merge(self.graphdef, params)
+        h = x / scale.reshape(-1, *(1,) * len(self.shape))
+        c = jnp.log(s) - jnp.log(a)
+        if self.config[0] == "unet":
+            return net(h[..., None], c)[..., 0]
+        return net(h, c)
+
+    def eps(self, x, t):
+        x, t, lead = self._split(x, t)
+        flat = x.reshape(-1, *self.shape).astype(self.dtype)
+        out = _eps_compiled(self, flat, t.reshape(-1).astype(self.dtype))
+        return out.reshape(x.shape).astype(x.dtype)
+
+    # --- persistence --------------------------------------------------------------------
+    def save(self, path) -> None:
+        """Write the weights and configuration to ``path`` (``.npz``)."""
+        from ..io import atomic_savez
+
+        sde = {"kind": "vp" if isinstance(self.sde, VP) else "ve",
+               **{f.name: getattr(self.sde, f.name) for f in dataclasses.fields(self.sde)}}
+        kind, widths, attention, data_std = self.config
+        meta = {"shape": list(self.shape), "kind": kind, "widths": list(widths), "attention": attention,
+                "data_std": data_std, "sde": sde, "info": dict(self.info)}
+        atomic_savez(path, meta, **{f"w{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(self.params))})
+
+    @classmethod
+    def load(cls, path) -> "ScorePrior":
+        """Read a prior written by `save`."""
+        with np.load(path) as z:
+            meta = json.loads(bytes(z["meta"]).decode())
+            sde = dict(meta["sde"])
+            sde = SDES[sde.pop("kind")](**sde)
+            net = ({"channels": meta["widths"], "attention": meta["attention"]} if meta["kind"] == "unet"
+                   else {"hidden": meta["widths"][0], "depth": meta["widths"][1]})
+            like = cls.init(meta["shape"], jax.random.key(0), sde=sde, data_std=meta["data_std"], **net)
+            leaves, treedef = jax.tree.flatten(like.params)
+            new = [jnp.asarray(z[f"w{i}"]) for i in range(len(leaves))]
+        if [x.shape for x in new] != [x.shape for x in leaves]:
+            raise ValueError(f"ScorePrior.load: {path} does not match the network configuration it names.")
+        info = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in meta["info"].items()))
+        return dataclasses.replace(like, params=jax.tree.unflatten(treedef, new), info=info)
+
+    # --- training -----------------------------------------------------------------------
+    @classmethod
+    def train(cls, dataset, sde="vp", optimizer: optax.GradientTransformation | None = None, key=None, *,
+              steps: int = 2000, batch_size: int = 16, ema: float = 0.999, augment: Callable | None = None,
+              init: "ScorePrior | None" = None, checkpoint=None, save_every_s: float = 60.0,
+              progress: bool | None = None, time_limit_s: float | None = None, **network) -> "ScorePrior":
+        """Learn ``eps`` by denoising score matching: minimise
+        ``E_{x_0, t ~ U(t_min, 1), eps} ||eps_theta(a x_0 + s eps, t) - eps||^2``.
+
+        Args:
+            dataset: clean samples, an array ``(n, *shape)`` (batches drawn with
+                replacement) or a function ``(key, batch_size) -> (batch_size, *shape)``.
+            sde: ``"vp"``, ``"ve"`` or a `VP` / `VE` instance.
+            optimizer: any optax transformation (default ``adamw(2e-4)``).
+            key: PRNG key (initialisation, batches, times, noise).
+            steps, batch_size: optimizer steps and samples per step.
+            ema: decay of the exponential moving average of the weights that the returned
+                prior uses (0: the last iterate).
+            augment: ``(key, batch) -> batch`` applied to every clean batch.
+            init: a prior to continue from. checkpoint, save_every_s, progress,
+                time_limit_s: as `invsolve.priors.LPN.train` (bit-identical resume).
+            network: `ScorePrior.init` options (``channels``, ``attention``, ``data_std``, ...).
+        """
+        from .._solver import check_nonneg
+        from .._train import fit
+        from .lpn import _sampler
+
+        check_nonneg("ScorePrior.train steps", steps, integer=True, allow_none=False)
+        if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
+            raise ValueError(f"ScorePrior.train: batch_size must be a positive integer, got {batch_size!r}.")
+        if not 0 <= ema < 1:
+            raise ValueError(f"ScorePrior.train: ema must be in [0, 1), got {ema!r}.")
+        key = jax.random.key(0) if key is None else key
+        k_init, k_data = jax.random.split(key)
+        sample, shape = _sampler(dataset, batch_size, "ScorePrior.train")
+        model = init if init is not None else cls.init(shape, k_init, sde=sde, **network)
+        model._check_shape((1, *shape))
+        optimizer = optax.adamw(2e-4) if optimizer is None else optimizer
+        sde_ = model.sde
+
+        def loss_fn(params, x0, t, e):
+            a, s = sde_.mean_std(t)
+            b = (-1, *(1,) * len(shape))
+            xt = a.reshape(b) * x0 + s.reshape(b) * e
+            d = model._eps_flat(params, xt, t) - e
+            return jnp.mean(jnp.sum(d.reshape(d.shape[0], -1) ** 2, axis=1)) / math.prod(shape)
+
+        @jax.jit
+        def update(carry, k):
+            params, avg, opt_state, step = carry
+            kb, kt, kn, ka = jax.random.split(jax.random.fold_in(k_data, step), 4)
+            x0 = sample(kb)
+            if augment is not None:
+                x0 = augment(ka, x0)
+            t = jax.random.uniform(kt, (batch_size,), x0.dtype, sde_.t_min, 1.0)
+            e = jax.random.normal(kn, x0.shape, x0.dtype)
+            val, g = jax.value_and_grad(loss_fn)(params, x0, t, e)
+            upd, opt_state = optimizer.update(g, opt_state, params)
+            params = optax.apply_updates(params, upd)
+            avg = jax.tree.map(lambda m, p: ema * m + (1 - ema) * p, avg, params)
+            return (params, avg, opt_state, step + 1), val
+
+        carry = (model.params, model.params, optimizer.init(model.params), jnp.zeros((), jnp.int32))
+        (params, avg, _, _), losses, wall = fit(update, carry, steps, name="ScorePrior.train",
+                                                checkpoint=checkpoint, save_every_s=save_every_s,
+                                                progress=progress, time_limit_s=time_limit_s)
+        info = (("sde", "vp" if isinstance(sde_, VP) else "ve"), ("steps", steps), ("batch_size", batch_size),
+                ("ema", ema), ("final_loss", float(np.mean(losses[-200:])) if losses.size else float("nan")),
+                ("train_time_s", round(wall, 1)))
+        return dataclasses.replace(model, params=avg if ema > 0 else params, info=info)
+
+
+@eqx.filter_jit
+def _eps_compiled(prior, x, t):
+    """The network on a flat batch, compiled once per prior structure and batch shape (so
+    eager calls are fast; inside a traced solver it is inlined)."""
+    return prior._eps_flat(prior.params, x, t)
+
+
+# --------------------------------------------------------------------------------------
+# the recipes of the shipped priors
+# --------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How a shipped score prior is trained (`train_recipe`): ``data`` ``"ellipses"`` (fresh
+    `phantoms.random_ellipses` every step) or ``"mni"`` (the ``"train"`` split of
+    `phantoms.axial_slices` with `invsolve.priors.lpn.augment_slices`); VP SDE, AdamW with
+    a cosine decay from ``lr``, EMA 0.999."""
+
+    data: str
+    size: int = 64
+    steps: int = 6000
+    batch_size: int = 16
+    channels: tuple = (16, 32, 64, 64)
+    lr: float = 1e-3
+    seed: int = 0
+
+
+RECIPES = {"ellipses-64": Recipe("ellipses", steps=3000), "mni-64": Recipe("mni", steps=7000)}
+
+
+def train_recipe(name: str, checkpoint=None, progress: bool | None = None, **overrides) -> ScorePrior:
+    """Train the shipped prior ``name`` (a key of `RECIPES`) from scratch or resume from
+    ``checkpoint``; ``overrides`` replace recipe fields (``steps=10`` for a smoke test)."""
+    from ..problems import phantoms
+    from .lpn import augment_slices
+
+    if name not in RECIPES:
+        raise ValueError(f"no score-prior recipe {name!r}; available: {', '.join(sorted(RECIPES))}.")
+    r = dataclasses.replace(RECIPES[name], **overrides)
+    if r.data == "ellipses":
+        dataset, augment = (lambda k, n: phantoms.random_ellipses(k, n, r.size)), None
+    elif r.data == "mni":
+        dataset, augment = np.asarray(phantoms.axial_slices("train", r.size)[0]), augment_slices
+    else:
+        raise ValueError(f"score recipe data must be 'ellipses' or 'mni', got {r.data!r}.")
+    opt = optax.adamw(optax.warmup_cosine_decay_schedule(0.0, r.lr, min(200, r.steps // 10 + 1), r.steps,
+                                                         r.lr / 20))
+    model = ScorePrior.train(dataset, "vp", opt, jax.random.key(r.seed), steps=r.steps, batch_size=r.batch_size,
+                             augment=augment, checkpoint=checkpoint, progress=progress,
+                             channels=tuple(r.channels))
+    return dataclasses.replace(model, info=(("recipe", name), ("data", r.data), *model.info))
