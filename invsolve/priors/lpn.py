@@ -202,17 +202,12 @@ class LPN(AbstractProxPrior):
     @classmethod
     def load(cls, path) -> "LPN":
         """Read a model written by `save`."""
-        with np.load(path) as z:
-            meta = json.loads(bytes(z["meta"]).decode())
+        def build(meta):
             hidden, depth, beta = meta["config"]
-            like = cls.init(meta["shape"], jax.random.key(0), hidden=hidden, depth=depth, beta=beta,
+            return cls.init(meta["shape"], jax.random.key(0), hidden=hidden, depth=depth, beta=beta,
                             alpha=meta["alpha"], sigma=meta["sigma"], kind=meta["kind"])
-            leaves, treedef = jax.tree.flatten(like.params)
-            new = [jnp.asarray(z[f"w{i}"]) for i in range(len(leaves))]
-        if [x.shape for x in new] != [x.shape for x in leaves]:
-            raise ValueError(f"LPN.load: {path} does not match the network configuration it names.")
-        info = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in meta["info"].items()))
-        return dataclasses.replace(like, params=jax.tree.unflatten(treedef, new), info=info)
+
+        return load_weights(path, build, "LPN.load")
 
     # --- training -----------------------------------------------------------------------
     @classmethod
@@ -298,6 +293,21 @@ class LPN(AbstractProxPrior):
                 ("final_loss", float(np.mean(losses[-100:])) if losses.size else float("nan")),
                 ("train_time_s", round(wall, 1)))
         return dataclasses.replace(model, params=params, info=info)
+
+
+def load_weights(path, build, name):
+    """Read a network prior written with ``atomic_savez(path, meta, w0=..., w1=...)``:
+    ``build(meta)`` makes a model of the named configuration, whose ``params`` leaves are
+    replaced by the stored ones (shapes checked) and ``info`` by ``meta["info"]``."""
+    with np.load(path) as z:
+        meta = json.loads(bytes(z["meta"]).decode())
+        like = build(meta)
+        leaves, treedef = jax.tree.flatten(like.params)
+        new = [jnp.asarray(z[f"w{i}"]) for i in range(len(leaves))]
+    if [x.shape for x in new] != [x.shape for x in leaves]:
+        raise ValueError(f"{name}: {path} does not match the network configuration it names.")
+    info = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in meta["info"].items()))
+    return dataclasses.replace(like, params=jax.tree.unflatten(treedef, new), info=info)
 
 
 def _sampler(dataset, batch_size, name="LPN.train"):

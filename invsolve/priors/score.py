@@ -22,7 +22,6 @@ Data are in their own units (images in [0, 1]); ``shape`` is one sample's shape.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from importlib import resources
 from typing import Any, Callable
@@ -138,15 +137,118 @@ class AbstractScorePrior(eqx.Module):
 
     def sample(self, key, n: int = 1, n_steps: int = 500, method: str = "pc", **options):
         """``n`` unconditional samples ``(n, *shape)``: ``method="pc"`` (ancestral predictor
-        plus Langevin corrector, `invsolve.solvers.diffusion.pc_sample`) or ``"ode"`` (the
-        probability-flow ODE with diffrax, `invsolve.solvers.diffusion.ode_sample`)."""
-        from ..solvers import diffusion
-
+        plus Langevin corrector, `pc_sample`) or ``"ode"`` (the probability-flow ODE with
+        diffrax, `ode_sample`)."""
         if method == "pc":
-            return diffusion.pc_sample(self, key, n, n_steps, **options)
+            return pc_sample(self, key, n, n_steps, **options)
         if method == "ode":
-            return diffusion.ode_sample(self, key, n, n_steps, **options)
+            return ode_sample(self, key, n, n_steps, **options)
         raise ValueError(f"method must be 'pc' or 'ode', got {method!r}.")
+
+
+# --------------------------------------------------------------------------------------
+# sampling: the reverse-time steps shared by the unconditional samplers and the solvers
+# --------------------------------------------------------------------------------------
+def _times(sde, i, n_steps, dtype):
+    """``(t_i, a_i, s_i, a_next, s_next)`` on the grid, ``(a, s) = (1, 0)`` after the last step."""
+    i = jnp.asarray(i, dtype)
+    frac = i / max(n_steps - 1, 1)
+    t = 1.0 - (1.0 - sde.t_min) * frac
+    t_next = 1.0 - (1.0 - sde.t_min) * (i + 1) / max(n_steps - 1, 1)
+    a, s = sde.mean_std(t)
+    a_n, s_n = sde.mean_std(jnp.maximum(t_next, sde.t_min))
+    last = i + 1 >= n_steps
+    return t, a, s, jnp.where(last, 1.0, a_n).astype(dtype), jnp.where(last, 0.0, s_n).astype(dtype)
+
+
+def ancestral(x, x0, a_t, s_t, a_s, s_s, z):
+    """One draw of ``x_s ~ q(x_s | x_t = x, x_0 = x0)`` for the process ``x_t = a x_0 + s e``."""
+    a_ts = a_t / a_s
+    v_ts = jnp.maximum(s_t**2 - a_ts**2 * s_s**2, 0.0)
+    mean = (a_ts * s_s**2 * x + a_s * v_ts * x0) / s_t**2
+    return mean + jnp.sqrt(v_ts * s_s**2) / s_t * z
+
+
+def langevin(prior, x, t, key, snr, alpha):
+    """Song et al.'s Langevin corrector at time ``t`` (all particles): step
+    ``eps = 2 alpha (snr ||z|| / ||score||)^2`` per particle, ``x + eps score + sqrt(2 eps) z``."""
+    g = prior.score(x, t)
+    z = jax.random.normal(key, x.shape, x.dtype)
+    axes = tuple(range(1, x.ndim))
+    gn = jnp.sqrt(jnp.sum(g * g, axis=axes, keepdims=True))
+    zn = jnp.sqrt(jnp.sum(z * z, axis=axes, keepdims=True))
+    eps = 2 * alpha * (snr * zn / jnp.where(gn > 0, gn, 1.0)) ** 2
+    return x + eps * g + jnp.sqrt(2 * eps) * z
+
+
+def _pc_step(prior, x, i, key, n_steps, snr, n_corrector, clip):
+    t, a, s, a_n, s_n = _times(prior.sde, i, n_steps, x.dtype)
+    kp, kc = jax.random.split(key)
+    x0 = _clip(prior.denoise(x, t), clip)
+    x = ancestral(x, x0, a, s, a_n, s_n, jax.random.normal(kp, x.shape, x.dtype))
+    t_n = jnp.maximum(1.0 - (1.0 - prior.sde.t_min) * (i + 1) / max(n_steps - 1, 1), prior.sde.t_min)
+    for c in range(n_corrector):
+        corrected = langevin(prior, x, t_n.astype(x.dtype), jax.random.fold_in(kc, c), snr, (a_n / a) ** 2)
+        x = jnp.where(s_n > 0, corrected, x)
+    return x, x0
+
+
+def _clip(x, clip):
+    return x if clip is None else jnp.clip(x, clip[0], clip[1])
+
+
+def pc_sample(prior, key, n: int = 1, n_steps: int = 500, *, snr: float = 0.16, n_corrector: int = 1,
+              clip=None, dtype=jnp.float32):
+    """``n`` unconditional samples ``(n, *prior.shape)`` by predictor-corrector sampling
+    (Song et al., ICLR 2021, Alg. 1-2): the ancestral predictor and ``n_corrector``
+    Langevin corrector steps at signal-to-noise ratio ``snr`` per time step."""
+    _check_steps("pc_sample", n_steps)
+    k0, key = jax.random.split(key)
+    x = prior.sde.terminal(k0, (n, *prior.shape), dtype)
+
+    @jax.jit
+    def run(x, key):
+        def body(x, i):
+            return _pc_step(prior, x, i, jax.random.fold_in(key, i), n_steps, snr, n_corrector, clip)[0], None
+
+        return jax.lax.scan(body, x, jnp.arange(n_steps))[0]
+
+    return run(x, key)
+
+
+def ode_sample(prior, key, n: int = 1, n_steps: int = 100, *, rtol: float | None = None, atol: float = 1e-5,
+               dtype=jnp.float32):
+    """``n`` samples by the probability-flow ODE ``dx/dt = f(x, t) - g(t)^2 / 2 score(x, t)``
+    (Song et al., eq. 13) from ``t = 1`` to ``t_min`` with diffrax, then one Tweedie
+    denoising step. ``rtol=None``: ``n_steps`` fixed Heun steps; else adaptive Tsit5 with
+    ``rtol``/``atol``. Deterministic given the initial noise."""
+    import diffrax
+
+    _check_steps("ode_sample", n_steps)
+    sde = prior.sde
+    x1 = sde.terminal(key, (n, *prior.shape), dtype)
+
+    def field(t, x, args):
+        f, g = sde.drift_diffusion(x, t)
+        return f - 0.5 * g**2 * prior.score(x, t)
+
+    if rtol is None:
+        solver, control = diffrax.Heun(), diffrax.ConstantStepSize()
+    else:
+        solver, control = diffrax.Tsit5(), diffrax.PIDController(rtol=rtol, atol=atol)
+
+    @jax.jit
+    def run(x1):
+        sol = diffrax.diffeqsolve(diffrax.ODETerm(field), solver, 1.0, sde.t_min, -(1.0 - sde.t_min) / n_steps,
+                                  x1, stepsize_controller=control, max_steps=max(4 * n_steps, 4096))
+        return prior.denoise(sol.ys[-1], sde.t_min)
+
+    return run(x1)
+
+
+def _check_steps(name, n_steps):
+    if not (isinstance(n_steps, int) and not isinstance(n_steps, bool) and n_steps >= 1):
+        raise ValueError(f"{name}: n_steps must be a positive integer, got {n_steps!r}.")
 
 
 # --------------------------------------------------------------------------------------
@@ -358,19 +460,16 @@ class ScorePrior(AbstractScorePrior):
     @classmethod
     def load(cls, path) -> "ScorePrior":
         """Read a prior written by `save`."""
-        with np.load(path) as z:
-            meta = json.loads(bytes(z["meta"]).decode())
+        from .lpn import load_weights
+
+        def build(meta):
             sde = dict(meta["sde"])
             sde = SDES[sde.pop("kind")](**sde)
             net = ({"channels": meta["widths"], "attention": meta["attention"]} if meta["kind"] == "unet"
                    else {"hidden": meta["widths"][0], "depth": meta["widths"][1]})
-            like = cls.init(meta["shape"], jax.random.key(0), sde=sde, data_std=meta["data_std"], **net)
-            leaves, treedef = jax.tree.flatten(like.params)
-            new = [jnp.asarray(z[f"w{i}"]) for i in range(len(leaves))]
-        if [x.shape for x in new] != [x.shape for x in leaves]:
-            raise ValueError(f"ScorePrior.load: {path} does not match the network configuration it names.")
-        info = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in meta["info"].items()))
-        return dataclasses.replace(like, params=jax.tree.unflatten(treedef, new), info=info)
+            return cls.init(meta["shape"], jax.random.key(0), sde=sde, data_std=meta["data_std"], **net)
+
+        return load_weights(path, build, "ScorePrior.load")
 
     # --- training -----------------------------------------------------------------------
     @classmethod
