@@ -27,6 +27,9 @@ PAPER = {
     "reddiff": {"reference": "Mardani et al., A Variational Perspective on Solving Inverse Problems with "
                              "Diffusion Models, ICLR 2024",
                 "setting": "ImageNet 256^2, Adam lr 0.1, lambda 0.25"},
+    "score-sde": {"reference": "Song et al., Score-Based Generative Modeling through Stochastic Differential "
+                               "Equations, ICLR 2021 (predictor-corrector sampling with projection)",
+                  "setting": "reverse-diffusion predictor, Langevin corrector snr 0.16, 1000-2000 steps, GPU"},
     "mbir": {"reference": "Chung et al., Solving 3D Inverse Problems using Pre-trained 2D Diffusion Models, CVPR 2023",
              "setting": "AAPM 256^3, 8 views, VE NCSN++, lambda 0.04, rho 10",
              "psnr_8_views_recalled_unchecked": 33.5},
@@ -102,7 +105,7 @@ def run_ct(cfg: CTConfig, seed: int) -> Outcome:
     fields = {"truth": truth, "FBP": np.asarray(fbp), "TV": np.asarray(s_tv),
               f"{cfg.method} mean": np.asarray(sol.value), "posterior std": np.asarray(sol.std),
               "error": np.asarray(sol.value) - truth}
-    paper = PAPER["reddiff" if cfg.method == "reddiff" else "dps"]
+    paper = PAPER[cfg.method]
     return Outcome(sol, fields, paper=paper, extra_metrics=extra)
 
 
