@@ -79,7 +79,7 @@ Unconditional samples show what it has learned, and what a CPU-sized model has n
 
 code(r"""
 prior = ScorePrior.pretrained("mni-64")
-samples = prior.sample(jax.random.key(0), 4, n_steps=100)
+samples = prior.sample(jax.random.key(0), 4, n_steps=50)
 fig, ax = plt.subplots(1, 4, figsize=(11, 3))
 for a, img in zip(ax, samples):
     a.imshow(img, cmap="gray", vmin=0, vmax=1); a.axis("off")
@@ -100,13 +100,13 @@ x = phantoms.axial_slices("test", 64)[0][12]
 prob = tomography.sparse_view(x, n_angles=30, noise=0.01, key=jax.random.key(0))
 recs = {
     "FBP": tomography.fbp(prob),
-    "TV": inv.solve(prob, inv.solvers.ChambollePock(lam=10.0, max_steps=300)).value,
+    "TV": inv.solve(prob, inv.solvers.ChambollePock(lam=10.0, max_steps=200)).value,
     "PnP-LPN": inv.solve(prob, inv.solvers.PnPADMM(inv.priors.LPN.pretrained("mni-64"), max_steps=20)).value,
 }
 post = {
-    "score-SDE": inv.solve(prob, inv.solvers.ScoreSDE(prior, n_steps=60, n_samples=4, clip=(0, 1)), key=jax.random.key(1)),
-    "DPS": inv.solve(prob, inv.solvers.DPS(prior, n_steps=60, zeta=0.05, n_samples=4, clip=(0, 1)), key=jax.random.key(2)),
-    "RED-diff": inv.solve(prob, inv.solvers.REDDiff(prior, optimizer=optax.adam(0.005), n_steps=100, lam=16.0),
+    "score-SDE": inv.solve(prob, inv.solvers.ScoreSDE(prior, n_steps=40, n_samples=4, clip=(0, 1)), key=jax.random.key(1)),
+    "DPS": inv.solve(prob, inv.solvers.DPS(prior, n_steps=40, zeta=0.05, n_samples=4, clip=(0, 1)), key=jax.random.key(2)),
+    "RED-diff": inv.solve(prob, inv.solvers.REDDiff(prior, optimizer=optax.adam(0.005), n_steps=60, lam=16.0),
                           key=jax.random.key(3)),
 }
 recs.update({k: v.value for k, v in post.items()})
@@ -134,9 +134,9 @@ independently: each looks plausible, but they do not agree with their neighbours
 """)
 
 code(r"""
-vol = phantoms.axial_stack(84, 8, 64)
+vol = phantoms.axial_stack(84, 6, 64)
 prob3d = tomography.sparse_view(vol, n_angles=8, noise=0.01, key=jax.random.key(4))
-mbir = {tv: inv.solve(prob3d, inv.solvers.DiffusionMBIR(prior, tv_z=tv, n_steps=40, cg_steps=2, clip=(0, 1)),
+mbir = {tv: inv.solve(prob3d, inv.solvers.DiffusionMBIR(prior, tv_z=tv, n_steps=30, cg_steps=2, clip=(0, 1)),
                       key=jax.random.key(5)).value for tv in (0.0, 1.0)}
 for tv, v in mbir.items():
     zerr = float(jnp.sqrt(jnp.mean((jnp.diff(v, axis=0) - jnp.diff(vol, axis=0)) ** 2)))

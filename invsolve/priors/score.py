@@ -204,16 +204,17 @@ def pc_sample(prior, key, n: int = 1, n_steps: int = 500, *, snr: float = 0.16, 
     Langevin corrector steps at signal-to-noise ratio ``snr`` per time step."""
     _check_steps("pc_sample", n_steps)
     k0, key = jax.random.split(key)
-    x = prior.sde.terminal(k0, (n, *prior.shape), dtype)
+    return _pc_run(prior, prior.sde.terminal(k0, (n, *prior.shape), dtype), key, n_steps, snr, n_corrector, clip)
 
-    @jax.jit
-    def run(x, key):
-        def body(x, i):
-            return _pc_step(prior, x, i, jax.random.fold_in(key, i), n_steps, snr, n_corrector, clip)[0], None
 
-        return jax.lax.scan(body, x, jnp.arange(n_steps))[0]
+@eqx.filter_jit
+def _pc_run(prior, x, key, n_steps, snr, n_corrector, clip):
+    """The whole reverse chain in one ``scan``, compiled once per prior structure, shape and
+    settings (Python numbers are static under ``filter_jit``)."""
+    def body(x, i):
+        return _pc_step(prior, x, i, jax.random.fold_in(key, i), n_steps, snr, n_corrector, clip)[0], None
 
-    return run(x, key)
+    return jax.lax.scan(body, x, jnp.arange(n_steps))[0]
 
 
 def ode_sample(prior, key, n: int = 1, n_steps: int = 100, *, rtol: float | None = None, atol: float = 1e-5,
@@ -222,11 +223,15 @@ def ode_sample(prior, key, n: int = 1, n_steps: int = 100, *, rtol: float | None
     (Song et al., eq. 13) from ``t = 1`` to ``t_min`` with diffrax, then one Tweedie
     denoising step. ``rtol=None``: ``n_steps`` fixed Heun steps; else adaptive Tsit5 with
     ``rtol``/``atol``. Deterministic given the initial noise."""
+    _check_steps("ode_sample", n_steps)
+    return _ode_run(prior, prior.sde.terminal(key, (n, *prior.shape), dtype), n_steps, rtol, atol)
+
+
+@eqx.filter_jit
+def _ode_run(prior, x1, n_steps, rtol, atol):
     import diffrax
 
-    _check_steps("ode_sample", n_steps)
     sde = prior.sde
-    x1 = sde.terminal(key, (n, *prior.shape), dtype)
 
     def field(t, x, args):
         f, g = sde.drift_diffusion(x, t)
@@ -236,14 +241,9 @@ def ode_sample(prior, key, n: int = 1, n_steps: int = 100, *, rtol: float | None
         solver, control = diffrax.Heun(), diffrax.ConstantStepSize()
     else:
         solver, control = diffrax.Tsit5(), diffrax.PIDController(rtol=rtol, atol=atol)
-
-    @jax.jit
-    def run(x1):
-        sol = diffrax.diffeqsolve(diffrax.ODETerm(field), solver, 1.0, sde.t_min, -(1.0 - sde.t_min) / n_steps,
-                                  x1, stepsize_controller=control, max_steps=max(4 * n_steps, 4096))
-        return prior.denoise(sol.ys[-1], sde.t_min)
-
-    return run(x1)
+    sol = diffrax.diffeqsolve(diffrax.ODETerm(field), solver, 1.0, sde.t_min, -(1.0 - sde.t_min) / n_steps,
+                              x1, stepsize_controller=control, max_steps=max(4 * n_steps, 4096))
+    return prior.denoise(sol.ys[-1], sde.t_min)
 
 
 def _check_steps(name, n_steps):
