@@ -417,20 +417,26 @@ def augment_slices(key, x):
     return x * jax.random.uniform(ki, (n, 1, 1), x.dtype, 0.75, 1.25)
 
 
+def recipe_data(data: str, size: int):
+    """``(dataset, augment)`` of a shipped image prior's recipe: ``"ellipses"`` (a sampling
+    function of fresh `phantoms.random_ellipses`, no augmentation) or ``"mni"`` (the
+    ``"train"`` split of `phantoms.axial_slices` with `augment_slices`)."""
+    from ..problems import phantoms
+
+    if data == "ellipses":
+        return (lambda k, n: phantoms.random_ellipses(k, n, size)), None
+    if data == "mni":
+        return np.asarray(phantoms.axial_slices("train", size)[0]), augment_slices
+    raise ValueError(f"recipe data must be 'ellipses' or 'mni', got {data!r}.")
+
+
 def train_recipe(name: str, checkpoint=None, progress: bool | None = None, **overrides) -> LPN:
     """Train the shipped prior ``name`` (a key of `RECIPES`) from scratch (or resume from
     ``checkpoint``); ``overrides`` replace recipe fields (e.g. ``steps=10`` for a smoke test)."""
-    from ..problems import phantoms
-
     if name not in RECIPES:
         raise ValueError(f"no LPN recipe {name!r}; available: {', '.join(sorted(RECIPES))}.")
     r = dataclasses.replace(RECIPES[name], **overrides)
-    if r.data == "ellipses":
-        dataset, augment = (lambda k, n: phantoms.random_ellipses(k, n, r.size)), None
-    elif r.data == "mni":
-        dataset, augment = np.asarray(phantoms.axial_slices("train", r.size)[0]), augment_slices
-    else:
-        raise ValueError(f"LPN recipe data must be 'ellipses' or 'mni', got {r.data!r}.")
+    dataset, augment = recipe_data(r.data, r.size)
     half = r.steps // 2
     opt = optax.adam(optax.piecewise_constant_schedule(r.lr, {half: 0.1}))
     model = LPN.train(dataset, r.sigma, opt, "proximal_matching", jax.random.key(r.seed), steps=r.steps,

@@ -575,18 +575,12 @@ RECIPES = {"ellipses-64": Recipe("ellipses", steps=3000), "mni-64": Recipe("mni"
 def train_recipe(name: str, checkpoint=None, progress: bool | None = None, **overrides) -> ScorePrior:
     """Train the shipped prior ``name`` (a key of `RECIPES`) from scratch or resume from
     ``checkpoint``; ``overrides`` replace recipe fields (``steps=10`` for a smoke test)."""
-    from ..problems import phantoms
-    from .lpn import augment_slices
+    from .lpn import recipe_data
 
     if name not in RECIPES:
         raise ValueError(f"no score-prior recipe {name!r}; available: {', '.join(sorted(RECIPES))}.")
     r = dataclasses.replace(RECIPES[name], **overrides)
-    if r.data == "ellipses":
-        dataset, augment = (lambda k, n: phantoms.random_ellipses(k, n, r.size)), None
-    elif r.data == "mni":
-        dataset, augment = np.asarray(phantoms.axial_slices("train", r.size)[0]), augment_slices
-    else:
-        raise ValueError(f"score recipe data must be 'ellipses' or 'mni', got {r.data!r}.")
+    dataset, augment = recipe_data(r.data, r.size)
     opt = optax.adamw(optax.warmup_cosine_decay_schedule(0.0, r.lr, min(200, r.steps // 10 + 1), r.steps,
                                                          r.lr / 20))
     model = ScorePrior.train(dataset, "vp", opt, jax.random.key(r.seed), steps=r.steps, batch_size=r.batch_size,
