@@ -152,13 +152,16 @@ class AbstractScorePrior(eqx.Module):
 def _times(sde, i, n_steps, dtype):
     """``(t_i, a_i, s_i, a_next, s_next)`` on the grid, ``(a, s) = (1, 0)`` after the last step."""
     i = jnp.asarray(i, dtype)
-    frac = i / max(n_steps - 1, 1)
-    t = 1.0 - (1.0 - sde.t_min) * frac
-    t_next = 1.0 - (1.0 - sde.t_min) * (i + 1) / max(n_steps - 1, 1)
+    t = _grid(sde, i, n_steps)
     a, s = sde.mean_std(t)
-    a_n, s_n = sde.mean_std(jnp.maximum(t_next, sde.t_min))
+    a_n, s_n = sde.mean_std(_grid(sde, i + 1, n_steps))
     last = i + 1 >= n_steps
     return t, a, s, jnp.where(last, 1.0, a_n).astype(dtype), jnp.where(last, 0.0, s_n).astype(dtype)
+
+
+def _grid(sde, i, n_steps):
+    """``t_i = 1 - (1 - t_min) i / (n_steps - 1)``, held at ``t_min`` past the last step."""
+    return jnp.maximum(1.0 - (1.0 - sde.t_min) * i / max(n_steps - 1, 1), sde.t_min)
 
 
 def ancestral(x, x0, a_t, s_t, a_s, s_s, z):
@@ -186,9 +189,9 @@ def _pc_step(prior, x, i, key, n_steps, snr, n_corrector, clip):
     kp, kc = jax.random.split(key)
     x0 = _clip(prior.denoise(x, t), clip)
     x = ancestral(x, x0, a, s, a_n, s_n, jax.random.normal(kp, x.shape, x.dtype))
-    t_n = jnp.maximum(1.0 - (1.0 - prior.sde.t_min) * (i + 1) / max(n_steps - 1, 1), prior.sde.t_min)
+    t_n = _grid(prior.sde, jnp.asarray(i, x.dtype) + 1, n_steps).astype(x.dtype)
     for c in range(n_corrector):
-        corrected = langevin(prior, x, t_n.astype(x.dtype), jax.random.fold_in(kc, c), snr, (a_n / a) ** 2)
+        corrected = langevin(prior, x, t_n, jax.random.fold_in(kc, c), snr, (a_n / a) ** 2)
         x = jnp.where(s_n > 0, corrected, x)
     return x, x0
 
