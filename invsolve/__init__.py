@@ -5,6 +5,7 @@ One verb, ``invsolve.solve(problem, solver, key=...) -> Solution``; forward mode
 """
 
 from . import linalg, metrics, priors, problems, solvers
+from ._batch import solve_batch
 from ._driver import DeviceLoop, HostLoop
 from ._linop import AbstractLinearOperator, MatrixOperator
 from ._problem import (
@@ -17,7 +18,7 @@ from ._solver import AbstractOptaxSolver, AbstractSolver
 __version__ = "0.1.0"
 
 __all__ = [
-    "solve", "Solution", "RESULTS", "SolveError", "ProblemSolverIncompatible", "Estimate",
+    "solve", "solve_batch", "Solution", "RESULTS", "SolveError", "ProblemSolverIncompatible", "Estimate",
     "HostLoop", "DeviceLoop", "AbstractSolver", "AbstractOptaxSolver", "AbstractProblem",
     "HasForward", "HasLinearOperator", "HasResidual", "HasSimulator", "LinearSystem", "LinearInverse", "GaussianNoise",
     "AbstractLinearOperator", "MatrixOperator",

@@ -41,6 +41,18 @@ def solve(
         throw: raise `SolveError` if the result is not ``RESULTS.successful``.
         state: a solver state to continue from (e.g. ``previous_solution.state``).
     """
+    max_steps = check_compatible(problem, solver, key=key, max_steps=max_steps)
+    traced = _is_traced((problem, solver, key, state))
+    if driver is None:
+        driver = DeviceLoop() if traced else HostLoop()
+    elif traced and isinstance(driver, HostLoop):
+        raise ValueError("solve: HostLoop cannot run inside jit/vmap/grad; use driver=DeviceLoop().")
+    solver = solver.prepare(problem)
+    return driver.run(solver, problem, key, int(max_steps), state, throw)
+
+
+def check_compatible(problem, solver, *, key, max_steps) -> int:
+    """The checks `solve` and `solve_batch` make before tracing; returns the step budget."""
     if not isinstance(problem, AbstractProblem):
         raise TypeError(f"solve: problem must be an invsolve problem, got {type(problem).__name__}.")
     if not isinstance(solver, AbstractSolver):
@@ -59,10 +71,4 @@ def solve(
     if max_steps is None:
         max_steps = solver.default_max_steps(problem)
     check_nonneg("max_steps", max_steps, integer=True, allow_none=False)
-    traced = _is_traced((problem, solver, key, state))
-    if driver is None:
-        driver = DeviceLoop() if traced else HostLoop()
-    elif traced and isinstance(driver, HostLoop):
-        raise ValueError("solve: HostLoop cannot run inside jit/vmap/grad; use driver=DeviceLoop().")
-    solver = solver.prepare(problem)
-    return driver.run(solver, problem, key, int(max_steps), state, throw)
+    return int(max_steps)

@@ -206,6 +206,7 @@ def test_a_prior_at_another_resolution_is_refused_on_ct():
 
 
 
+@pytest.mark.slow  # 45 s; the CLI contract is covered by tests/test_cli.py
 def test_experiments_write_the_results_contract(tmp_path):
     import json
 

@@ -9,9 +9,9 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
-# the three longest (1.5-2 minutes each on two cores) run with `pytest -m slow`, to keep CI
-# within its budget; their generators are still checked below
-SLOW = {"03_flame_pinn", "05_dcdm", "06_lpn"}
+# the longest (1-2 minutes each on two cores) run with `pytest -m slow`, to keep CI within
+# its budget; their generators are still checked below, and 00_tour covers the solve() loop
+SLOW = {"01_poisson", "03_flame_pinn", "05_dcdm", "06_lpn", "07_diffusion"}
 
 
 @pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.slow) if p.stem in SLOW else p
