@@ -4,7 +4,7 @@ One verb, ``invsolve.solve(problem, solver, key=...) -> Solution``; forward mode
 `invsolve.problems`, methods in `invsolve.solvers`, priors in `invsolve.priors`.
 """
 
-from . import linalg, metrics, priors, problems, solvers
+from . import distributed, linalg, metrics, priors, problems, solvers
 from ._batch import solve_batch
 from ._driver import DeviceLoop, HostLoop
 from ._linop import AbstractLinearOperator, MatrixOperator
@@ -22,5 +22,5 @@ __all__ = [
     "HostLoop", "DeviceLoop", "AbstractSolver", "AbstractOptaxSolver", "AbstractProblem",
     "HasForward", "HasLinearOperator", "HasResidual", "HasSimulator", "LinearSystem", "LinearInverse", "GaussianNoise",
     "AbstractLinearOperator", "MatrixOperator",
-    "problems", "solvers", "priors", "metrics", "linalg",
+    "problems", "solvers", "priors", "metrics", "linalg", "distributed",
 ]

@@ -131,7 +131,7 @@ def _batch_size(problem, batched):
 
 
 @eqx.filter_jit
-def _run(solver, problem, keys, batched: tuple, max_steps: int):
+def _run(solver, problem, keys, batched: tuple, max_steps: int, n: int):
     leaves, tdef = jax.tree.flatten(problem)
     axes = jax.tree.unflatten(tdef, [0 if b else None for b in batched])
 
@@ -140,7 +140,7 @@ def _run(solver, problem, keys, batched: tuple, max_steps: int):
 
         return solve(p, solver, key=k, max_steps=max_steps, driver=DeviceLoop(), throw=False)
 
-    return eqx.filter_vmap(one, in_axes=(axes, None if keys is None else 0))(problem, keys)
+    return eqx.filter_vmap(one, in_axes=(axes, None if keys is None else 0), axis_size=n)(problem, keys)
 
 
 def solve_batch(
@@ -184,8 +184,9 @@ def solve_batch(
         problem, batched = stack(problems)
         n = len(problems)
         example = problems[0]
-    if not any(batched) and n > 1:
-        raise ValueError("solve_batch: every instance is the same object; pass different problems.")
+    if not any(batched) and keys is None:
+        raise ValueError("solve_batch: every instance is the same problem and there are no keys, so every "
+                         "solve would be the same; pass different problems, or keys (e.g. MCMC chains).")
     max_steps = check_compatible(example, solver, key=None if keys is None else jax.random.key(0), max_steps=max_steps)
     solver.prepare(example)  # host-side checks once, with clear messages
     if keys is not None:
@@ -212,7 +213,12 @@ def solve_batch(
         keys = place(keys, True)
     solver = jax.tree.map(lambda x: place(x, False), solver)
     with compile_timer() as ct:
-        sol = _run(solver, problem, keys, batched, int(max_steps))
+        sol = _run(solver, problem, keys, batched, int(max_steps), n + pad)
+        if jax.process_count() > 1:  # every process gets the whole result
+            from jax.experimental import multihost_utils
+
+            arrays, rest = eqx.partition(sol, eqx.is_array)
+            sol = eqx.combine(multihost_utils.process_allgather(arrays, tiled=True), rest)
         sol = jax.tree.map(lambda x: x[:n] if eqx.is_array(x) else x, sol)
         jax.block_until_ready(sol.value)
     if throw:

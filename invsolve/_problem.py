@@ -253,3 +253,8 @@ class HasSimulator(HasForward):
 
     @abc.abstractmethod
     def signature(self) -> dict: ...
+
+    def unit_from_theta(self, theta):
+        """Inverse of `theta_from_unit` (a point ``(box_dim,)`` of the unit cube); samplers
+        start from it."""
+        raise NotImplementedError(f"{type(self).__name__} does not map theta back to the unit cube (unit_from_theta).")

@@ -6,6 +6,8 @@ import enum
 from typing import Any
 
 import equinox as eqx
+import jax
+import jax.numpy as jnp
 
 
 class RESULTS(enum.IntEnum):
@@ -70,3 +72,16 @@ class Solution(eqx.Module):
     std: Any = None
     samples: Any = None
     state: Any = None
+
+    def credible_interval(self, level: float = 0.9, axis: int = 0):
+        """Equal-tailed ``level`` intervals ``(lo, hi)`` from ``samples`` (pytrees like
+        ``value``): the ``(1 - level)/2`` and ``(1 + level)/2`` quantiles over the sample axis
+        (``axis=1`` for a `solve_batch` result)."""
+        if self.samples is None:
+            raise ValueError("credible_interval: this solution has no samples; use a sampling solver "
+                             "(NUTS, DPS, ...).")
+        if not 0.0 < level < 1.0:
+            raise ValueError(f"credible_interval: level must be in (0, 1), got {level}.")
+        q = jnp.asarray([(1 - level) / 2, (1 + level) / 2])
+        both = jax.tree.map(lambda x: jnp.quantile(x, q, axis=axis), self.samples)
+        return jax.tree.map(lambda b: b[0], both), jax.tree.map(lambda b: b[1], both)

@@ -79,3 +79,18 @@ def dice(a, b):
     inter = jnp.sum(a & b).astype(float)
     total = (jnp.sum(a) + jnp.sum(b)).astype(float)
     return jnp.where(total > 0, 2.0 * inter / jnp.where(total > 0, total, 1.0), 1.0)
+
+
+def effective_sample_size(samples):
+    """Effective sample size of one chain's draws, per component: ``samples`` ``(n, ...)`` ->
+    ``(...)``; Geyer's initial monotone sequence estimator as in Stan (blackjax's)."""
+    from blackjax.diagnostics import effective_sample_size as ess
+
+    x = jnp.asarray(samples)
+    return ess(x.reshape(1, x.shape[0], -1)).reshape(x.shape[1:])
+
+
+def coverage(lo, hi, truth):
+    """Fraction of the components of ``truth`` inside ``[lo, hi]`` (pytrees of one structure)."""
+    inside = jax.tree.leaves(jax.tree.map(lambda a, b, t: ((a <= t) & (t <= b)).ravel(), lo, hi, truth))
+    return jnp.mean(jnp.concatenate(inside).astype(float))

@@ -53,13 +53,16 @@ def plot_fields(path, fields: dict, *, points=None, title: str | None = None) ->
 
 
 def plot_history(path, history: dict, *, title: str | None = None) -> None:
-    """Each history entry against the step number, log scale where positive."""
+    """Each history entry against the step number (a line per instance for a batch), log
+    scale where positive."""
     plt = _plt()
     names = [k for k, v in history.items() if np.size(v)]
     fig, axes = plt.subplots(1, max(len(names), 1), figsize=(4.2 * max(len(names), 1), 3.2), squeeze=False)
     for ax, name in zip(axes[0], names):
         v = np.asarray(history[name], float)
-        ax.plot(np.arange(1, v.size + 1), v)
+        rows = v.reshape(-1, v.shape[-1]) if v.ndim > 1 else v[None]  # a batch: one line per instance
+        for r in rows:
+            ax.plot(np.arange(1, r.size + 1), r, lw=1.0 if len(rows) == 1 else 0.6)
         if np.all(v[np.isfinite(v)] > 0):
             ax.set_yscale("log")
         ax.set_xlabel("step")

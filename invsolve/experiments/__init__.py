@@ -53,3 +53,4 @@ from . import tumor as _tumor  # noqa: E402,F401
 from . import dcdm as _dcdm  # noqa: E402,F401
 from . import lpn as _lpn  # noqa: E402,F401
 from . import diffusion as _diffusion  # noqa: E402,F401
+from . import uq as _uq  # noqa: E402,F401

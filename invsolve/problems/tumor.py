@@ -553,6 +553,10 @@ class SegmentationInverse(HasSimulator):
         theta["origin"] = _logit(z[k:])
         return theta
 
+    def unit_from_theta(self, theta):
+        return jax.nn.sigmoid(jnp.concatenate([jnp.stack([theta[name] for name, _, _ in self.bounds]),
+                                               jnp.asarray(theta["origin"])]))
+
     def _origin_range(self, dtype):
         lo, hi = (jnp.asarray([b[i] for b in self.origin_box], dtype) for i in (0, 1))
         return lo, hi - lo
