@@ -1,4 +1,5 @@
-"""Command line: ``invsolve list``, ``invsolve run NAME [--quick] [--out DIR] [--seed N]`` and
+"""Command line: ``invsolve list``, ``invsolve run NAME [--quick] [--out DIR] [--seed N]``,
+``invsolve reproduce [--quick] [--out DIR] [--only NAME ...]`` and
 ``invsolve train MODEL --out FILE [--checkpoint FILE]``."""
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ def _cmd_run(args) -> int:
     import jax
 
     with jax.enable_x64(exp.x64):  # the experiment's precision, the caller's setting kept
-        return _run(exp, args)
+        return 0 if _run(exp, args) is not None else 2
 
 
-def _run(exp, args) -> int:
+def _run(exp, args) -> dict | None:
+    """Run one experiment, write its files, return its metrics record (None: bad --set)."""
     import jax
     import jaxlib
 
@@ -47,7 +49,7 @@ def _run(exp, args) -> int:
         cfg = _override(cfg, args.set)
     except ValueError as e:
         print(f"invsolve: {e}", file=sys.stderr)
-        return 2
+        return None
     out = args.out or os.path.join("runs", exp.name)
     os.makedirs(out, exist_ok=True)
     print(f"invsolve: running {exp.name} ({'quick' if args.quick else 'full'}, seed {args.seed}) -> {out}",
@@ -81,7 +83,47 @@ def _run(exp, args) -> int:
     print(f"{exp.name}: {summary['result']}, {shown}, {sol.stats['num_steps']} steps, {wall:.1f} s "
           f"(compile {sol.stats.get('compile_time_s', 0.0):.1f} s); wrote {out}/metrics.json, "
           "solution.npz, fields.png, history.png")
-    return 0
+    return record
+
+
+def _cmd_reproduce(args) -> int:
+    import jax
+
+    from . import experiments
+    from .report import write_report
+
+    names = args.only or sorted(experiments.REGISTRY)
+    try:
+        exps = [experiments.get(n) for n in names]
+    except KeyError as e:
+        print(f"invsolve: {e.args[0]}", file=sys.stderr)
+        return 2
+    os.makedirs(args.out, exist_ok=True)
+    records, failed = {}, []
+    for exp in exps:
+        out = os.path.join(args.out, exp.name)
+        done = os.path.join(out, "metrics.json")
+        if os.path.exists(done):  # a finished experiment from an earlier (interrupted) run is kept
+            import json
+
+            with open(done) as f:
+                rec = json.load(f)
+            if rec.get("quick") == bool(args.quick) and rec.get("seed") == args.seed:
+                print(f"invsolve: kept {exp.name} from {done}", file=sys.stderr)
+                records[exp.name] = rec
+                continue
+        one = argparse.Namespace(quick=args.quick, out=out, seed=args.seed, set=None)
+        try:
+            with jax.enable_x64(exp.x64):
+                records[exp.name] = _run(exp, one)
+        except Exception as err:  # noqa: BLE001 - one broken experiment must not stop the report
+            records[exp.name] = {"experiment": exp.name, "error": f"{type(err).__name__}: {err}"}
+            failed.append(exp.name)
+            print(f"invsolve: {exp.name} failed: {type(err).__name__}: {err}", file=sys.stderr)
+        write_report(os.path.join(args.out, "REPORT.md"), exps, records, quick=args.quick)
+    print(f"invsolve: wrote {os.path.join(args.out, 'REPORT.md')} ({len(records) - len(failed)} of "
+          f"{len(exps)} experiments ran{'; failed: ' + ', '.join(failed) if failed else ''})", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _override(cfg, assignments):
@@ -133,6 +175,12 @@ def main(argv=None) -> int:
     run.add_argument("--set", action="append", metavar="NAME=VALUE",
                      help="override a configuration field, e.g. --set noise=0 (repeatable)")
     run.set_defaults(func=_cmd_run)
+    rep = sub.add_parser("reproduce", help="run every paper experiment and write REPORT.md (paper vs ours)")
+    rep.add_argument("--quick", action="store_true", help="CPU-scale settings")
+    rep.add_argument("--out", default="reproduce", help="output folder (default ./reproduce)")
+    rep.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    rep.add_argument("--only", nargs="+", metavar="NAME", help="run only these experiments")
+    rep.set_defaults(func=_cmd_reproduce)
     train = sub.add_parser("train", help="train a shipped model from its recipe (see invsolve/weights/MANIFEST.md)")
     train.add_argument("name", help="a recipe: dcdm-poisson2d-64, dcdm-poisson3d-32, lpn-ellipses-64, lpn-mni-64, "
                        "score-ellipses-64 or score-mni-64")

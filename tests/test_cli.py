@@ -135,3 +135,26 @@ def test_train_a_score_recipe_writes_a_prior_that_loads(tmp_path):
     prior = ScorePrior.load(out)
     assert prior.shape == (16, 16) and prior.config[1] == (4, 8)
     assert dict(prior.info)["recipe"] == "ellipses-64" and dict(prior.info)["steps"] == 2
+
+
+def test_reproduce_writes_a_report_keeps_finished_runs_and_records_failures(tmp_path, capsys, monkeypatch):
+    from invsolve import experiments
+
+    out = os.fspath(tmp_path)
+    assert cli.main(["reproduce", "--quick", "--only", "ct-limited-angle", "--out", out]) == 0
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "| [ct-limited-angle](#ct-limited-angle) | successful | rel_l2" in report
+    assert "quick run: " in report and "wall time" in report and "device cpu" in report
+    assert "![ct-limited-angle](ct-limited-angle/fields.png)" in report
+    assert (tmp_path / "ct-limited-angle" / "fields.png").stat().st_size > 1000
+
+    ok = experiments.get("ct-limited-angle")
+    broken = experiments.Experiment("broken", "always fails", lambda cfg, seed: 1 / 0, ok.quick, ok.full)
+    monkeypatch.setitem(experiments.REGISTRY, "broken", broken)
+    capsys.readouterr()
+    assert cli.main(["reproduce", "--quick", "--only", "ct-limited-angle", "broken", "--out", out]) == 1
+    err = capsys.readouterr().err
+    assert "kept ct-limited-angle" in err and "failed: broken" in err  # the finished run is not redone
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "| [broken](#broken) | **failed** | ZeroDivisionError" in report
+    assert cli.main(["reproduce", "--only", "nosuch"]) == 2

@@ -36,6 +36,7 @@ SOLVERS = {
     "dcdm": lambda: inv.solvers.DCDM(inv.solvers.dcdm.DCDMModel.init(2, jax.random.key(0), features=4, levels=1, blocks=1)),
     "pnp-pgd-tv": lambda: inv.solvers.PnPPGD(inv.priors.TV(0.1, prox_steps=5)),
     "pnp-admm-l1": lambda: inv.solvers.PnPADMM(inv.priors.L1(0.01), rho=1.0, cg_steps=3),
+    "nuts": lambda: inv.solvers.NUTS(n_samples=3, n_warmup=2, prior=inv.priors.Tikhonov(1.0), max_tree_depth=3),
     "database": lambda: _tumor_bank(),
     "database-refined": lambda: _tumor_bank().refine(inv.solvers.GradientMAP(optax.adam(1e-2))),
 }
