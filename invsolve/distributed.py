@@ -21,6 +21,8 @@ import time
 
 import jax
 
+from ._batch import mesh  # noqa: F401  (the 1-D device mesh solve_batch shards over)
+
 
 def _wait_for(address: str, timeout_s: float) -> None:
     host, _, port = address.rpartition(":")
