@@ -231,3 +231,26 @@ def solve_batch(
     stats = {**sol.stats, "wall_time_s": time.perf_counter() - t0, "compile_time_s": ct.seconds,
              "batch_size": n, "devices": n_dev}
     return dataclasses.replace(sol, stats=stats)
+
+
+def data_parallel(devices=None):
+    """``(replicate, shard)`` for data-parallel training over `mesh` ``(devices)``:
+    ``replicate(tree)`` puts every array of a pytree (parameters, optimizer state) on every
+    device; ``shard(x)``, inside ``jit``, splits a batch's leading axis over the devices, so
+    each computes its share of the loss and XLA sums the gradients. ``devices=None``: both
+    are the identity (one device, no sharding)."""
+    if devices is None:
+        return (lambda tree: tree), (lambda x: x)
+    m = mesh(devices)
+    rep, split = NamedSharding(m, PartitionSpec()), NamedSharding(m, PartitionSpec(AXIS))
+
+    def replicate(tree):
+        return jax.tree.map(lambda x: jax.device_put(x, rep) if eqx.is_array(x) else x, tree)
+
+    def shard(x):
+        if x.shape[0] % m.devices.size:
+            raise ValueError(f"data-parallel training: the batch of {x.shape[0]} does not split evenly over "
+                             f"{m.devices.size} devices; use a batch size that is a multiple of {m.devices.size}.")
+        return jax.lax.with_sharding_constraint(x, split)
+
+    return replicate, shard

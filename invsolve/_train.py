@@ -11,7 +11,7 @@ import numpy as np
 
 
 def fit(update, carry, steps: int, *, name: str, checkpoint=None, save_every_s: float = 60.0,
-        progress: bool | None = None, time_limit_s: float | None = None):
+        progress: bool | None = None, time_limit_s: float | None = None, place=None):
     """Run ``carry, loss = update(carry, k)`` for ``k`` up to ``steps``.
 
     ``update`` must be a pure function of the step index ``k`` (draw its batch from
@@ -22,7 +22,9 @@ def fit(update, carry, steps: int, *, name: str, checkpoint=None, save_every_s: 
     one line every 10 s. ``time_limit_s`` stops the run (checkpoint written) after the first
     step that ends past that many seconds: run again to continue, e.g. on a preemptible
     machine. ``carry[-1]`` must be the step counter (an int32 array) so the start is read
-    from a checkpoint. Returns ``(carry, losses so far, wall seconds)``.
+    from a checkpoint. ``place(carry)`` puts the (possibly reloaded) carry where training
+    runs, e.g. replicated over devices (`invsolve._batch.data_parallel`). Returns
+    ``(carry, losses so far, wall seconds)``.
     """
     from .io import load_checkpoint, save_checkpoint
 
@@ -31,6 +33,8 @@ def fit(update, carry, steps: int, *, name: str, checkpoint=None, save_every_s: 
         carry, hist = load_checkpoint(checkpoint, carry)
         history = hist["loss"]
         elapsed = float(hist["elapsed"][0][0]) if "elapsed" in hist and hist["elapsed"][0].size else 0.0
+    if place is not None:
+        carry = place(carry)
     show = progress if progress is not None else os.isatty(2)
     start = int(carry[-1])
     losses = []  # device scalars: no host round-trip per step

@@ -131,3 +131,29 @@ def test_sharded_over_eight_simulated_devices_equals_one_by_one():
         err, used, spread = out[d]
         assert used == int(d) and err <= 1e-12, out
     assert out["8"][2] == 8  # the result lives on all eight devices
+
+
+def test_data_parallel_training_over_four_devices_equals_one_device():
+    """Score and LPN training (batches split over 4 simulated devices) and a PINN (collocation
+    points split) give the one-device parameters / losses to float32 round-off."""
+    script = os.path.join(os.path.dirname(__file__), "scripts", "data_parallel_training.py")
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    run = subprocess.run([sys.executable, script], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["devices"] == 4
+    for name in ("score", "lpn", "pinn"):
+        assert out[name] < 1e-5, out
+    assert "batch of 6 does not split evenly over 4 devices" in out["uneven"]
+
+
+def test_data_parallel_bad_input():
+    data = np.zeros((8, 4), np.float32)
+    with pytest.raises(ValueError, match="asked for 2 devices but this run has 1"):
+        inv.priors.ScorePrior.train(data, steps=1, batch_size=4, devices=2, hidden=8)
+    with pytest.raises(ValueError, match="divides n_collocation"):
+        inv.solvers.PINN(n_collocation=15, devices=2)
+    from invsolve._batch import data_parallel
+
+    _, shard = data_parallel(1)
+    assert shard(jnp.ones((3, 2))).shape == (3, 2)

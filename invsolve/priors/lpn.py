@@ -215,7 +215,8 @@ class LPN(AbstractProxPrior):
               loss: str = "proximal_matching", key=None, *, steps: int = 2000, batch_size: int = 32,
               gammas=None, pretrain_fraction: float = 0.5, augment: Callable | None = None,
               init: "LPN | None" = None, checkpoint=None, save_every_s: float = 60.0,
-              progress: bool | None = None, time_limit_s: float | None = None, **network) -> "LPN":
+              progress: bool | None = None, time_limit_s: float | None = None, devices=None,
+              **network) -> "LPN":
         """Train an LPN to denoise ``y = x + sigma * N(0, I)`` for clean ``x`` from ``dataset``.
 
         Args:
@@ -238,12 +239,16 @@ class LPN(AbstractProxPrior):
                 after a kill with the same batches as an uninterrupted run).
             time_limit_s: stop (checkpoint written) after the first step past this many
                 seconds; the same call continues from the checkpoint.
+            devices: data-parallel training: each batch split over this many devices (or
+                this list; parameters replicated, gradients summed by XLA). None: one device.
             network: `LPN.init` options (``hidden``, ``depth``, ``beta``, ``alpha``).
         """
+        from .._batch import data_parallel
         from .._solver import check_nonneg
         from .._train import fit
 
         sigma = _check_sigma(sigma)
+        replicate, shard = data_parallel(devices)
         if loss not in LOSSES:
             raise ValueError(f"LPN.train: loss must be one of {', '.join(map(repr, LOSSES))}, got {loss!r}.")
         check_nonneg("LPN.train steps", steps, integer=True, allow_none=False)
@@ -272,7 +277,7 @@ class LPN(AbstractProxPrior):
         def update(carry, kind, gamma):
             params, opt_state, step = carry
             kb, kn, ka = jax.random.split(jax.random.fold_in(k_data, step), 3)
-            x = sample(kb)
+            x = shard(sample(kb))
             if augment is not None:
                 x = augment(ka, x)
             y = x + sigma * jax.random.normal(kn, x.shape, x.dtype)
@@ -287,7 +292,7 @@ class LPN(AbstractProxPrior):
         carry = (model.params, optimizer.init(model.params), jnp.zeros((), jnp.int32))
         (params, _, _), losses, wall = fit(stage_update, carry, steps, name="LPN.train", checkpoint=checkpoint,
                                            save_every_s=save_every_s, progress=progress,
-                                           time_limit_s=time_limit_s)
+                                           time_limit_s=time_limit_s, place=replicate)
         info = (("loss", loss), ("sigma", sigma), ("steps", steps), ("batch_size", batch_size),
                 ("stages", tuple(f"{kd}:{g:.3g}:{end}" if g else f"{kd}:{end}" for kd, g, end in stages)),
                 ("final_loss", float(np.mean(losses[-100:])) if losses.size else float("nan")),

@@ -479,7 +479,8 @@ class ScorePrior(AbstractScorePrior):
     def train(cls, dataset, sde="vp", optimizer: optax.GradientTransformation | None = None, key=None, *,
               steps: int = 2000, batch_size: int = 16, ema: float = 0.999, augment: Callable | None = None,
               init: "ScorePrior | None" = None, checkpoint=None, save_every_s: float = 60.0,
-              progress: bool | None = None, time_limit_s: float | None = None, **network) -> "ScorePrior":
+              progress: bool | None = None, time_limit_s: float | None = None, devices=None,
+              **network) -> "ScorePrior":
         """Learn ``eps`` by denoising score matching: minimise
         ``E_{x_0, t ~ U(t_min, 1), eps} ||eps_theta(a x_0 + s eps, t) - eps||^2``.
 
@@ -495,11 +496,15 @@ class ScorePrior(AbstractScorePrior):
             augment: ``(key, batch) -> batch`` applied to every clean batch.
             init: a prior to continue from. checkpoint, save_every_s, progress,
                 time_limit_s: as `invsolve.priors.LPN.train` (bit-identical resume).
+            devices: data-parallel training over this many devices (as `LPN.train`).
             network: `ScorePrior.init` options (``channels``, ``attention``, ``data_std``, ...).
         """
+        from .._batch import data_parallel
         from .._solver import check_nonneg
         from .._train import fit
         from .lpn import _sampler
+
+        replicate, shard = data_parallel(devices)
 
         check_nonneg("ScorePrior.train steps", steps, integer=True, allow_none=False)
         if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
@@ -525,7 +530,7 @@ class ScorePrior(AbstractScorePrior):
         def update(carry, k):
             params, avg, opt_state, step = carry
             kb, kt, kn, ka = jax.random.split(jax.random.fold_in(k_data, step), 4)
-            x0 = sample(kb)
+            x0 = shard(sample(kb))
             if augment is not None:
                 x0 = augment(ka, x0)
             t = jax.random.uniform(kt, (batch_size,), x0.dtype, sde_.t_min, 1.0)
@@ -539,7 +544,7 @@ class ScorePrior(AbstractScorePrior):
         carry = (model.params, model.params, optimizer.init(model.params), jnp.zeros((), jnp.int32))
         (params, avg, _, _), losses, wall = fit(update, carry, steps, name="ScorePrior.train",
                                                 checkpoint=checkpoint, save_every_s=save_every_s,
-                                                progress=progress, time_limit_s=time_limit_s)
+                                                progress=progress, time_limit_s=time_limit_s, place=replicate)
         info = (("sde", "vp" if isinstance(sde_, VP) else "ve"), ("steps", steps), ("batch_size", batch_size),
                 ("ema", ema), ("final_loss", float(np.mean(losses[-200:])) if losses.size else float("nan")),
                 ("train_time_s", round(wall, 1)))

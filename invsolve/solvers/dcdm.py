@@ -346,7 +346,7 @@ def _family(operators) -> list:
 def train(operators, optimizer: optax.GradientTransformation | None = None, n_vectors: int = 4000,
           key=None, *, n_lanczos: int = 1000, steps: int = 10_000, batch_size: int = 10,
           features: int = 16, levels: int = 1, blocks: int = 2, checkpoint=None,
-          save_every_s: float = 60.0, progress: bool | None = None) -> DCDMModel:
+          save_every_s: float = 60.0, progress: bool | None = None, devices=None) -> DCDMModel:
     """Train a DCDM network on ``operators`` (one SPD operator, or a list of them on the same
     grid, e.g. Poisson operators with different obstacles) by the paper's unsupervised loss.
 
@@ -361,10 +361,14 @@ def train(operators, optimizer: optax.GradientTransformation | None = None, n_ve
     Progress goes to stderr (default: when stderr is a terminal). With ``checkpoint`` (a
     ``.npz`` path) the weights, optimizer state and step are written every
     ``save_every_s`` seconds and at the end; calling `train` again with the same
-    arguments resumes there, with the same batches as an uninterrupted run.
+    arguments resumes there, with the same batches as an uninterrupted run. ``devices``:
+    data-parallel training, each batch split over this many devices (parameters replicated).
     Returns the `DCDMModel`.
     """
+    from .._batch import data_parallel
     from .._train import fit
+
+    replicate, shard = data_parallel(devices)
 
     ops = _family(operators)
     check_nonneg("dcdm.train steps", steps, integer=True, allow_none=False)
@@ -393,14 +397,15 @@ def train(operators, optimizer: optax.GradientTransformation | None = None, n_ve
         i = step % len(ops)
         A = jax.tree.map(lambda x: x[i], stacked)
         idx = jax.random.randint(jax.random.fold_in(k_batch, step), (batch_size,), 0, per_op)
-        b = data[i][idx]
+        b = shard(data[i][idx])
         loss, g = jax.value_and_grad(lambda p: one_step_loss(DCDMModel(graphdef, p, nd, config), A, b))(params)
         upd, opt_state = optimizer.update(g, opt_state, params)
         return (optax.apply_updates(params, upd), opt_state, step + 1), loss
 
     carry = (model.params, optimizer.init(model.params), jnp.zeros((), jnp.int32))
     (params, _, _), all_losses, wall = fit(lambda c, k: update(c, data, stacked), carry, steps, name="dcdm.train",
-                                           checkpoint=checkpoint, save_every_s=save_every_s, progress=progress)
+                                           checkpoint=checkpoint, save_every_s=save_every_s, progress=progress,
+                                           place=replicate)
     info = (("grid", "x".join(map(str, ops[0].in_shape))), ("n_operators", len(ops)), ("n_vectors", per_op * len(ops)),
             ("n_lanczos", n_lanczos), ("steps", steps), ("batch_size", batch_size),
             ("final_loss", float(np.mean(all_losses[-200:])) if all_losses.size else float("nan")),

@@ -65,6 +65,8 @@ class PINN(AbstractOptaxSolver):
         steps, warmup_steps, lbfgs_steps: the stages' lengths (total = their sum).
         weights: loss weights by term name (``"residual"`` or a condition's name; default 1).
         dtype: network and collocation dtype.
+        devices: data-parallel training: the collocation points split over this many
+            devices (``n_collocation`` a multiple of it), the network replicated. None: one.
 
     `Solution.value` is ``problem.evaluate(...)``: the unknowns in physical units and the
     fields on the problem's evaluation points. History: ``loss`` (the objective of the
@@ -83,6 +85,7 @@ class PINN(AbstractOptaxSolver):
     lbfgs_steps: int = 0
     weights: dict | None = None
     dtype: Any = jnp.float32
+    devices: int | None = eqx.field(default=None, static=True)
     graphdef: Any = eqx.field(default=None, static=True)
     refiner: Any = eqx.field(default=None, static=True)
 
@@ -92,6 +95,9 @@ class PINN(AbstractOptaxSolver):
         check_nonneg("PINN resample_every", self.resample_every, integer=True)
         if self.n_collocation < 1:
             raise ValueError("PINN n_collocation must be at least 1.")
+        if self.devices is not None and (not isinstance(self.devices, int) or self.n_collocation % self.devices):
+            raise ValueError(f"PINN devices must be an integer that divides n_collocation ({self.n_collocation}), "
+                             f"got {self.devices!r}.")
         if not all(isinstance(h, int) and h > 0 for h in self.hidden):
             raise ValueError(f"PINN hidden must be a tuple of positive layer widths, got {self.hidden!r}.")
         if self.optimizer is not None and not isinstance(self.optimizer, optax.GradientTransformation) \
@@ -139,7 +145,9 @@ class PINN(AbstractOptaxSolver):
             )
 
     def _points(self, problem, key=None):
-        return jnp.asarray(problem.collocation(self.n_collocation, key), self.dtype)
+        from .._batch import data_parallel
+
+        return data_parallel(self.devices)[1](jnp.asarray(problem.collocation(self.n_collocation, key), self.dtype))
 
     # --- the loss -----------------------------------------------------------------------
     def field(self, problem, params):
