@@ -117,7 +117,17 @@ def stack(problems: Sequence[AbstractProblem]) -> tuple[AbstractProblem, tuple[b
                              "a batch needs problems of one structure (group them by shape, or pad).")
         for c, x in zip(columns, leaves):
             c.append(x)
-    batched = tuple(any(x is not c[0] for x in c) for c in columns)
+    batched = []
+    for c in columns:
+        same = all(x is c[0] for x in c)
+        if not eqx.is_array_like(c[0]):
+            if not same:
+                raise ValueError(f"solve_batch: a non-array field ({type(c[0]).__name__}) differs between instances; "
+                                 "only array fields can vary across a batch.")
+            batched.append(False)
+        else:
+            batched.append(not same or len(problems) == 1)
+    batched = tuple(batched)
     leaves = [jnp.stack([jnp.asarray(x) for x in c]) if b else c[0] for c, b in zip(columns, batched)]
     return jax.tree.unflatten(tdef, leaves), batched
 
@@ -187,7 +197,7 @@ def solve_batch(
     if not any(batched) and keys is None:
         raise ValueError("solve_batch: every instance is the same problem and there are no keys, so every "
                          "solve would be the same; pass different problems, or keys (e.g. MCMC chains).")
-    max_steps = check_compatible(example, solver, key=None if keys is None else jax.random.key(0), max_steps=max_steps)
+    max_steps = check_compatible(example, solver, key=keys, max_steps=max_steps)
     solver.prepare(example)  # host-side checks once, with clear messages
     if keys is not None:
         keys = jnp.asarray(keys)

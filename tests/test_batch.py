@@ -50,6 +50,9 @@ def test_a_stacked_problem_gives_the_same_as_the_list(systems):
     a = inv.solve_batch(systems, inv.solvers.CG(rtol=1e-10))
     b = inv.solve_batch(stacked, inv.solvers.CG(rtol=1e-10))
     np.testing.assert_array_equal(np.asarray(a.value), np.asarray(b.value))
+    single = inv.solve_batch(systems[:1], inv.solvers.CG(rtol=1e-10))  # a batch of one
+    assert single.value.shape == (1, 12, 12)
+    np.testing.assert_array_equal(np.asarray(single.value[0]), np.asarray(a.value[0]))
 
 
 @eqx.filter_jit

@@ -58,6 +58,9 @@ def test_chains_run_as_a_batch_and_each_equals_its_own_solve(gaussian):
     assert not np.allclose(chains.samples[0], chains.samples[1])
     lo, hi = chains.credible_interval(0.9, axis=1)
     assert lo.shape == (2, D) and np.all(lo < hi)
+    fixed = inv.solve(prob, inv.solvers.NUTS(n_samples=20, n_warmup=0, step_size=0.2, prior=inv.priors.Tikhonov(ALPHA)),
+                      key=jax.random.key(5))  # no warm-up: the given step size, unit mass matrix
+    assert fixed.samples.shape == (20, D) and np.all(np.isfinite(fixed.samples))
 
 
 @pytest.fixture(scope="module")

@@ -136,7 +136,9 @@ class NUTS(AbstractSolver):
             (chain, params), _ = adapt.run(k_warm, w0, num_steps=self.n_warmup)
             step_size, imm = params["step_size"], params["inverse_mass_matrix"]
         else:
-            flat = jax.flatten_util.ravel_pytree(w0)[0]
+            from jax.flatten_util import ravel_pytree
+
+            flat = ravel_pytree(w0)[0]
             step_size, imm = jnp.asarray(self.step_size, flat.dtype), jnp.ones_like(flat)
             chain = blackjax.nuts.init(w0, logdensity)
         samples = jax.tree.map(lambda x: jnp.zeros((self.n_samples, *jnp.shape(x)), jnp.result_type(x)), chain.position)
