@@ -26,8 +26,9 @@ def test_readme_examples_run(tmp_path, monkeypatch):
     assert namespace["tv"].value.shape == (128, 128)
     assert namespace["cg"].stats["num_steps"] > 100  # the DCDM block
     assert namespace["pnp"].value.shape == (64, 64)  # the LPN block
-    assert namespace["post"].samples.shape == (2, 64, 64)  # the diffusion block
-    assert namespace["batch"].value.shape == (16, 12, 12) and namespace["uq"].samples.shape == (1000, 3)  # the last
+    # the scale-out blocks, the last ones: 64 batched solves, a tumour posterior, the exact Gaussian check
+    assert namespace["sols"].value.shape == (64, 32, 32) and namespace["post"].samples["D_white"].shape == (1000,)
+    assert namespace["batch"].value.shape == (16, 12, 12) and namespace["uq"].samples.shape == (1000, 3)
 
 
 def test_readme_starts_with_the_two_commands_ci_runs():
@@ -56,11 +57,6 @@ def test_readme_slow_examples_run(tmp_path, monkeypatch):
             sol = namespace["sol"]
             assert sol.result == 0 and sol.history["residual"][-1] <= 1e-4
             assert namespace["model"].ndim == 3 and dict(namespace["model"].info)["steps"] == 20
-        if "sols" in namespace:  # the scale-out example: 64 batched solves, a tumour posterior
-            assert namespace["sols"].value.shape == (64, 32, 32) and int(namespace["post"].result) == 0
-            lo, hi = namespace["lo"], namespace["hi"]
-            assert float(lo["D_white"]) < float(namespace["post"].value["D_white"]) < float(hi["D_white"])
-            continue
         if "mbir" in namespace:  # the diffusion example: samples, a RED-diff estimate, a volume
             assert dict(namespace["prior"].info)["recipe"] == "ellipses-64"
             assert namespace["sol"].samples.shape == (8, 64, 64) and namespace["sol"].std.shape == (64, 64)
