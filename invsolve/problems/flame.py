@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._problem import HasResidual, directional_derivatives
+from .._problem import GaussianNoise, HasForward, HasResidual, directional_derivatives
 
 ATM = 101325.0  # Pa
 _ALIASES = {"lambda": "lam"}  # user-facing unknown names -> field names
@@ -594,3 +594,97 @@ def inverse(case: FreelyPropagating, n_obs: int = 10, noise: float = 0.02,
     scales = {k: _f64(_SCALES.get(k, 1.0 / float(init[k]))) for k in names}
     return FlamePINN(case, names, init, scales, ref.s_L, x, T, soft_bc=False, warmup=False,
                      obs_x=obs_x, obs_T=obs_T, obs_u=obs_u)
+
+
+
+# --------------------------------------------------------------------------------------
+# kinetics from probes through the reference solver (for MAP and MCMC)
+# --------------------------------------------------------------------------------------
+class KineticsInverse(HasForward):
+    """Flame constants (default: conductivity ``lambda`` and activation energy ``Ea``) from
+    ``T`` and ``u`` observed at a few points, through the Newton reference solver.
+
+    ``theta[name] = log(value / nominal)`` (unconstrained, O(1)); `constrain` returns SI
+    values. ``forward(theta)`` solves the flame on the fixed ``n_grid``-point grid by Newton,
+    continued from the nominal flame along ``n_continuation`` geometric steps of the
+    constants (a flame far from the nominal one is out of Newton's reach in one step), the
+    last step differentiated implicitly; it returns ``[T(obs_x) [K], u(obs_x) [m/s]]``, NaN
+    when Newton does not converge (a sampler then rejects the point). Float64. A Gaussian
+    prior on ``theta`` (``Tikhonov(1 / std^2)``) makes it a Bayesian problem for `NUTS`.
+    """
+
+    case: FreelyPropagating
+    names: tuple = eqx.field(static=True)
+    nominal: dict
+    obs_x: jax.Array
+    y_obs: jax.Array
+    noise: GaussianNoise
+    x_true: Any
+    T0: jax.Array
+    s0: jax.Array
+    n_continuation: int = eqx.field(static=True, default=6)
+    newton_tol: float = eqx.field(static=True, default=1e-10)
+    max_newton: int = eqx.field(static=True, default=30)
+
+    def init_params(self):
+        return {k: jnp.zeros((), jnp.float64) for k in self.names}
+
+    def constrain(self, theta):
+        return {k: self.nominal[k] * jnp.exp(theta[k]) for k in self.names}
+
+    def solve_flame(self, theta):
+        """``(T on the grid [K], s_L [m/s])`` for ``theta`` (NaN if Newton fails)."""
+        T, s = self.T0, self.s0
+        fixed = jax.lax.stop_gradient(theta)
+        for k in range(1, self.n_continuation):
+            step = self.case.replace(**self.constrain({n: fixed[n] * k / self.n_continuation for n in self.names}))
+            T, s, _, _ = _newton_jit(step, T, s, self.newton_tol, self.max_newton)
+        case = self.case.replace(**self.constrain(theta))
+        _, _, _, upd = _newton_jit(jax.lax.stop_gradient(case), T, s, self.newton_tol, self.max_newton)
+        T, s = _solve_grid(case, T, s, self.newton_tol, self.max_newton)
+        ok = upd <= 1e3 * self.newton_tol
+        return jnp.where(ok, T, jnp.nan), jnp.where(ok, s, jnp.nan)
+
+    def forward(self, theta):
+        T, s = self.solve_flame(theta)
+        case = self.case.replace(**self.constrain(theta))
+        T_obs = jnp.interp(self.obs_x, jnp.linspace(0.0, 1.0, T.shape[0]) * case.L, T)
+        return jnp.concatenate([T_obs, case.velocity(T_obs, s)])
+
+    def metrics(self, value):
+        if self.x_true is None:
+            return {}
+        return {f"rel_err_{_display(k)}": jnp.abs(value[k] - self.x_true[k]) / self.x_true[k] for k in self.names}
+
+
+def kinetics_inverse(case: FreelyPropagating, n_obs: int = 10, noise: float = 0.02, *, key,
+                     unknown=("lambda", "Ea"), nominal: dict | None = None, n_grid: int = 201,
+                     reference: FlameSolution | None = None) -> KineticsInverse:
+    """Synthetic data from the true ``case`` (its converged reference solution): ``T`` and
+    ``u`` at ``n_obs`` evenly spaced points with multiplicative noise ``y (1 + noise eps)``,
+    as in `inverse`; the noise model uses ``sigma = noise |y|``. ``unknown``: fields of
+    `FreelyPropagating`, relative to ``nominal`` (default the PINN paper's initial values,
+    lambda 0.03 and Ea 1.5e5). Needs x64."""
+    names = _canonical(unknown)
+    if "s_L" in names:
+        raise ValueError("kinetics_inverse: s_L is an output of the flame solver, not a constant; "
+                         "choose among the fields of FreelyPropagating.")
+    nominal = dict(_PAPER_INIT) if nominal is None else {_ALIASES.get(k, k): v for k, v in nominal.items()}
+    missing = [k for k in names if k not in nominal]
+    if missing:
+        raise ValueError(f"kinetics_inverse: give a nominal value for {', '.join(map(_display, missing))}.")
+    if int(n_obs) < 1 or not (np.isfinite(noise) and noise > 0):
+        raise ValueError(f"kinetics_inverse: n_obs must be >= 1 and noise > 0, got {n_obs!r} and {noise!r}.")
+    if not jax.config.jax_enable_x64:
+        raise ValueError("kinetics_inverse runs the flame solver in float64: call "
+                         "jax.config.update('jax_enable_x64', True) first.")
+    ref = solve_reference(case) if reference is None else reference
+    obs_x = jnp.linspace(0.0, 1.0, int(n_obs)) * case.L
+    clean = jnp.concatenate([ref.interp(obs_x), ref.interp(obs_x, "u")])
+    y = clean * (1.0 + noise * jax.random.normal(key, clean.shape, jnp.float64))
+    # the nominal flame (one refinement: solve_reference stops at the second grid), back on n_grid points
+    warm = solve_reference(case.replace(**{k: nominal[k] for k in names}), n_grid=n_grid, rtol=1.0)
+    T0 = jnp.interp(jnp.linspace(0.0, 1.0, n_grid), jnp.linspace(0.0, 1.0, warm.T.shape[0]), warm.T)
+    return KineticsInverse(case, names, {k: jnp.asarray(nominal[k], jnp.float64) for k in names}, obs_x, y,
+                           GaussianNoise(noise * jnp.abs(y)), {k: getattr(case, k) for k in names},
+                           T0, warm.s_L)
