@@ -640,8 +640,8 @@ class KineticsInverse(HasForward):
             step = self.case.replace(**self.constrain({n: fixed[n] * k / self.n_continuation for n in self.names}))
             T, s, _, _ = _newton_jit(step, T, s, self.newton_tol, self.max_newton)
         case = self.case.replace(**self.constrain(theta))
-        _, _, _, upd = _newton_jit(jax.lax.stop_gradient(case), T, s, self.newton_tol, self.max_newton)
-        T, s = _solve_grid(case, T, s, self.newton_tol, self.max_newton)
+        T, s, _, upd = _newton_jit(jax.lax.stop_gradient(case), T, s, self.newton_tol, self.max_newton)
+        T, s = _solve_grid(case, T, s, self.newton_tol, self.max_newton)  # converged: attaches the gradient
         ok = upd <= 1e3 * self.newton_tol
         return jnp.where(ok, T, jnp.nan), jnp.where(ok, s, jnp.nan)
 
