@@ -70,10 +70,3 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
                                "address and num_processes.") from None
         raise
 
-
-def process_count() -> int:
-    return jax.process_count()
-
-
-def process_index() -> int:
-    return jax.process_index()

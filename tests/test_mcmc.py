@@ -42,6 +42,8 @@ def test_nuts_matches_the_analytic_gaussian_posterior(gaussian):
     np.testing.assert_allclose(sol.std, jnp.sqrt(jnp.diag(cov)), rtol=0.1)
     # equal-tailed 90 % intervals against the Gaussian quantiles (+-1.645 sd)
     lo, hi = sol.credible_interval(0.9)
+    assert float(inv.metrics.coverage(lo, hi, mean)) == 1.0
+    assert float(inv.metrics.coverage(lo, hi, mean.at[0].set(1e3))) == pytest.approx(2 / 3)
     sd = jnp.sqrt(jnp.diag(cov))
     np.testing.assert_allclose(lo, mean - 1.6449 * sd, atol=0.15 * float(sd.max()))
     np.testing.assert_allclose(hi, mean + 1.6449 * sd, atol=0.15 * float(sd.max()))

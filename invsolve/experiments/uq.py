@@ -55,8 +55,7 @@ def run_calibration(cfg: CalibrationConfig, seed: int) -> Outcome:
     sol = solve_batch(problems, nuts, jax.random.split(keys[0], cfg.n_draws))
     lo, hi = sol.credible_interval(cfg.level, axis=1)
     truth = jnp.stack([p.x_true for p in problems])
-    inside = (lo <= truth) & (truth <= hi)  # (draws, *shape)
-    per_draw = np.asarray(jnp.mean(inside, axis=(1, 2)))
+    per_draw = np.asarray(jax.vmap(metrics.coverage)(lo, hi, truth))
     # one scalar per draw: the mean of log kappa over the grid, and its credible interval
     mean_log = jnp.mean(jnp.log(sol.samples), axis=(2, 3))  # (draws, n_samples)
     q = jnp.quantile(mean_log, jnp.asarray([(1 - cfg.level) / 2, (1 + cfg.level) / 2]), axis=1)
