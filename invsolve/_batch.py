@@ -1,9 +1,11 @@
 """`solve_batch`: many instances of one problem structure in one compiled, sharded call.
 
-The instances are stacked along a leading batch axis, solved under ``vmap`` with the device
-driver (one ``lax.while_loop`` that runs until every instance is done), and the batch axis is
-sharded over a 1-D mesh of devices (``NamedSharding``; the solver and any field shared by all
-instances are replicated). The same call runs on one CPU, on simulated CPU devices
+The instances are stacked along a leading batch axis, padded to a multiple of the device
+count and split over a 1-D mesh of devices (``NamedSharding``; the solver and any field
+shared by all instances are replicated). ``jax.shard_map`` gives each device its own share,
+which it solves under ``vmap`` with the device driver (one ``lax.while_loop`` that runs until
+every instance *on that device* is done): devices never wait for each other while solving.
+The same call runs on one CPU, on simulated CPU devices
 (``XLA_FLAGS=--xla_force_host_platform_device_count=8``), on GPUs, and across processes after
 `invsolve.distributed.initialize`.
 """
@@ -140,17 +142,48 @@ def _batch_size(problem, batched):
     return sizes.pop()
 
 
+if hasattr(jax, "shard_map"):
+    _shard_map = jax.shard_map
+else:  # pragma: no cover - older JAX
+    from jax.experimental.shard_map import shard_map as _old_shard_map
+
+    def _shard_map(f, *, mesh, in_specs, out_specs, check_vma):
+        return _old_shard_map(f, mesh, in_specs, out_specs, check_rep=check_vma)
+
+
 @eqx.filter_jit
-def _run(solver, problem, keys, batched: tuple, max_steps: int, n: int):
+def _run(solver, problem, keys, batched: tuple, max_steps: int, m: Mesh):
+    """Each device solves its own share of the batch: ``shard_map`` over the batch axis of
+    ``vmap`` of ``solve(..., driver=DeviceLoop())``, so every device runs its own while loop
+    and no device waits for another. The result is sharded like the batch."""
+    from ._solve import solve
+
     leaves, tdef = jax.tree.flatten(problem)
-    axes = jax.tree.unflatten(tdef, [0 if b else None for b in batched])
+    is_arr = [eqx.is_array(x) for x in leaves]
+    arrays = [x for x, a in zip(leaves, is_arr) if a]  # only arrays go through shard_map
+    specs = [PartitionSpec(AXIS) if b else PartitionSpec() for b, a in zip(batched, is_arr) if a]
+    axes = [0 if b else None for b, a in zip(batched, is_arr) if a]
+    solver_arrays, solver_rest = eqx.partition(solver, eqx.is_array)
+    rest = []  # the non-array part of the result, recorded while tracing
 
-    def one(p, k):
-        from ._solve import solve
+    def one(arrays, key, solver):
+        it = iter(arrays)
+        p = jax.tree.unflatten(tdef, [next(it) if a else x for x, a in zip(leaves, is_arr)])
+        return solve(p, solver, key=key, max_steps=max_steps, driver=DeviceLoop(), throw=False)
 
-        return solve(p, solver, key=k, max_steps=max_steps, driver=DeviceLoop(), throw=False)
+    def shard(solver_arrays, arrays, keys):
+        solver = eqx.combine(solver_arrays, solver_rest)
+        sol = eqx.filter_vmap(one, in_axes=(axes, None if keys is None else 0, None))(arrays, keys, solver)
+        out, static = eqx.partition(sol, eqx.is_array)
+        rest.append(static)
+        return out
 
-    return eqx.filter_vmap(one, in_axes=(axes, None if keys is None else 0), axis_size=n)(problem, keys)
+    # check_vma=False: the solvers' loops mix per-device and replicated values, which the
+    # check would ask to annotate; nothing in here communicates across devices anyway
+    in_specs = (PartitionSpec(), specs, None if keys is None else PartitionSpec(AXIS))
+    out = _shard_map(shard, mesh=m, in_specs=in_specs, out_specs=PartitionSpec(AXIS), check_vma=False)(
+        solver_arrays, arrays, keys)
+    return eqx.combine(out, rest[0])
 
 
 def solve_batch(
@@ -197,7 +230,7 @@ def solve_batch(
     if not any(batched) and keys is None:
         raise ValueError("solve_batch: every instance is the same problem and there are no keys, so every "
                          "solve would be the same; pass different problems, or keys (e.g. MCMC chains).")
-    max_steps = check_compatible(example, solver, key=keys, max_steps=max_steps)
+    max_steps = check_compatible(example, solver, key=keys, max_steps=max_steps, batch=True)
     solver.prepare(example)  # host-side checks once, with clear messages
     if keys is not None:
         keys = jnp.asarray(keys)
@@ -223,7 +256,7 @@ def solve_batch(
         keys = place(keys, True)
     solver = jax.tree.map(lambda x: place(x, False), solver)
     with compile_timer() as ct:
-        sol = _run(solver, problem, keys, batched, int(max_steps), n + pad)
+        sol = _run(solver, problem, keys, batched, int(max_steps), m)
         if jax.process_count() > 1:  # every process gets the whole result
             from jax.experimental import multihost_utils
 

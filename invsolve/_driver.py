@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 from typing import Any, Callable
@@ -19,7 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._solution import RESULTS, Estimate, Solution, SolveError
+from ._hostrun import HostRun
+from ._solution import RESULTS, Solution, SolveError
+from .io import fingerprint, pack_checkpoint, unpack_checkpoint
 
 try:  # keeps weak types, which the public convert_element_type cannot
     from jax._src.lax.lax import _convert_element_type
@@ -33,6 +34,15 @@ class Carry(eqx.Module):
     done: jax.Array
     result: jax.Array
     num_steps: jax.Array
+    best_loss: jax.Array  # lowest "loss" seen (inf before the first; float32)
+    first_loss: jax.Array  # the first step's "loss" (NaN before it)
+
+
+# A step whose "loss" exceeds the best seen by this many times the loss scale (the larger of
+# the first and the best loss in magnitude) ends the solve as diverged. Stochastic losses
+# (PINN collocation batches, Adam's noise) move by far less; a step size that explodes moves
+# by many orders of magnitude within a few steps.
+DIVERGENCE_FACTOR = 1e4
 
 
 def _match_step_types(solver, problem, state):
@@ -49,7 +59,8 @@ def _init_carry(solver, problem, key, max_steps, state=None, num_steps=0):
     done, result = solver.terminate(problem, state)
     num_steps = jnp.asarray(num_steps, jnp.int32)
     done = jnp.asarray(done) | (num_steps >= max_steps)
-    return Carry(state, done, jnp.asarray(result, jnp.int32), num_steps)
+    return Carry(state, done, jnp.asarray(result, jnp.int32), num_steps, jnp.full((), jnp.inf, jnp.float32),
+                 jnp.full((), jnp.nan, jnp.float32))
 
 
 def _do_step(solver, problem, carry, max_steps):
@@ -61,7 +72,16 @@ def _do_step(solver, problem, carry, max_steps):
     solver_failed = result > RESULTS.max_steps_reached
     result = jnp.where(finite | solver_failed, result, RESULTS.nonfinite).astype(jnp.int32)
     done = jnp.asarray(done) | ~finite | (n >= max_steps)
-    return Carry(state, done, result, n), info
+    best, first = carry.best_loss, carry.first_loss
+    if "loss" in info:
+        loss = jnp.asarray(info["loss"], jnp.float32)
+        first = jnp.where(carry.num_steps == 0, loss, first)
+        scale = jnp.maximum(jnp.maximum(jnp.abs(first), jnp.abs(best)), jnp.finfo(jnp.float32).tiny)
+        diverged = finite & (loss > best + DIVERGENCE_FACTOR * jnp.where(jnp.isfinite(best), scale, jnp.inf))
+        result = jnp.where(diverged, RESULTS.diverged, result).astype(jnp.int32)
+        done = done | diverged
+        best = jnp.minimum(best, loss)
+    return Carry(state, done, result, n, best, first), info
 
 
 def _info_spec(solver, problem, carry, max_steps):
@@ -100,12 +120,6 @@ def _jit_chunk(solver, problem, carry, max_steps, chunk: int):
     return _loop(solver, problem, carry, max_steps, chunk)
 
 
-@eqx.filter_jit
-def _jit_postprocess(solver, problem, state):
-    est = solver.postprocess(problem, state)
-    return est, problem.metrics(est.value)
-
-
 # --------------------------------------------------------------------------------------
 # compile-time accounting (jax.monitoring events, summed while a solve runs)
 # --------------------------------------------------------------------------------------
@@ -141,13 +155,27 @@ class compile_timer:
         _compile_clock.active, _compile_clock.seconds = active, outer + (self.seconds if active else 0.0)
 
 
+def _verdict(solver, problem, carry, est):
+    """The final result code: the solver's own check (e.g. a sampler's data fit), and an
+    estimate that is not finite is never a success."""
+    result = solver.check_result(problem, carry.state, carry.result)
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in jax.tree.leaves(est.value)]))
+    return jnp.where((result == RESULTS.successful) & ~finite, RESULTS.nonfinite, result).astype(jnp.int32)
+
+
+@eqx.filter_jit
+def _jit_postprocess(solver, problem, carry):
+    est = solver.postprocess(problem, carry.state)
+    return est, problem.metrics(est.value), _verdict(solver, problem, carry, est)
+
+
 def _finish(problem, solver, carry, history, stats, throw, host: bool):
     if host:
-        est, metrics = _jit_postprocess(solver, problem, carry.state)
+        est, metrics, result = _jit_postprocess(solver, problem, carry)
     else:
         est = solver.postprocess(problem, carry.state)
         metrics = problem.metrics(est.value)
-    result = carry.result
+        result = _verdict(solver, problem, carry, est)
     if host:
         result = RESULTS(int(result))
         if throw and result != RESULTS.successful:
@@ -171,7 +199,9 @@ class HostLoop(eqx.Module):
         chunk_size: at most this many steps per compiled call (one ``lax.while_loop``).
         progress: show a tqdm bar with the latest loss/residual (None: only on a terminal).
         checkpoint: path of an ``.npz`` file. Written every ``checkpoint_every`` chunks; if it
-            exists when the solve starts (with the same structure), the solve resumes from it.
+            exists when the solve starts, the solve resumes from it. A file written by another
+            run (other data, solver settings, key or starting state: a fingerprint of all of
+            them is stored) or one that cannot be read raises `invsolve.io.CheckpointError`.
         checkpoint_every: chunks between checkpoints.
         callback: ``callback(num_steps, info)`` after each chunk, ``info`` the last step's
             diagnostics (floats); for logging, or to stop a run by raising.
@@ -188,44 +218,34 @@ class HostLoop(eqx.Module):
             raise ValueError("HostLoop: chunk_size and checkpoint_every must be positive integers.")
 
     def run(self, solver, problem, key, max_steps: int, state, throw: bool) -> Solution:
-        from .io import load_checkpoint, save_checkpoint
-
         t0 = time.perf_counter()
         max_steps_arr = np.asarray(max_steps, np.int32)  # no device op, no tiny compile
         history: dict[str, list] = {}
-        with compile_timer() as ct:
+        fp = "" if self.checkpoint is None else run_fingerprint(solver, problem, key, state)
+        run = HostRun(type(solver).__name__, path=self.checkpoint, fingerprint=fp, progress=self.progress)
+        with compile_timer() as ct, run:
             carry = _jit_init(solver, problem, key, max_steps_arr, state)
-            if self.checkpoint is not None and os.path.exists(self.checkpoint):
-                saved, history = load_checkpoint(self.checkpoint, carry)
+            saved = run.load()
+            if saved is not None:
+                saved, history = unpack_checkpoint(self.checkpoint, *saved, carry)
                 carry = _jit_init(solver, problem, key, max_steps_arr, saved.state, saved.num_steps)
-            show = self.progress if self.progress is not None else sys.stderr.isatty()
-            bar = None
-            if show:
-                from tqdm.auto import tqdm
-
-                bar = tqdm(total=max_steps, initial=int(carry.num_steps), desc=type(solver).__name__,
-                           dynamic_ncols=True)
+                carry = eqx.tree_at(lambda c: (c.best_loss, c.first_loss), carry, (saved.best_loss, saved.first_loss))
+            run.start(max_steps, int(carry.num_steps))
             chunks = 0
-            try:
-                while not bool(carry.done):
-                    before = int(carry.num_steps)
-                    carry, infos = _jit_chunk(solver, problem, carry, max_steps_arr, int(self.chunk_size))
-                    k = int(carry.num_steps) - before
-                    infos = jax.device_get(infos)
-                    for name, v in infos.items():
-                        history.setdefault(name, []).append(np.asarray(v[:k]))
-                    last = {name: float(np.asarray(v[k - 1])) for name, v in infos.items()} if k else {}
-                    chunks += 1
-                    if bar is not None:
-                        bar.update(k)
-                        bar.set_postfix({n: f"{v:.3e}" for n, v in last.items()}, refresh=False)
-                    if self.checkpoint is not None and (chunks % int(self.checkpoint_every) == 0 or bool(carry.done)):
-                        save_checkpoint(self.checkpoint, carry, history)
-                    if self.callback is not None:
-                        self.callback(int(carry.num_steps), last)
-            finally:
-                if bar is not None:
-                    bar.close()
+            while not bool(carry.done):
+                before = int(carry.num_steps)
+                carry, infos = _jit_chunk(solver, problem, carry, max_steps_arr, int(self.chunk_size))
+                k = int(carry.num_steps) - before
+                infos = jax.device_get(infos)
+                for name, v in infos.items():
+                    history.setdefault(name, []).append(np.asarray(v[:k]))
+                last = {name: float(np.asarray(v[k - 1])) for name, v in infos.items()} if k else {}
+                chunks += 1
+                run.advance(k, last)
+                if chunks % int(self.checkpoint_every) == 0 or bool(carry.done):
+                    run.save(*pack_checkpoint(carry, history))
+                if self.callback is not None:
+                    self.callback(int(carry.num_steps), last)
             hist = {n: np.concatenate(v) if v else np.zeros((0,)) for n, v in history.items()}
             stats = {"num_steps": int(carry.num_steps)}
             sol = _finish(problem, solver, carry, hist, stats, throw, host=True)
@@ -233,6 +253,15 @@ class HostLoop(eqx.Module):
         sol.stats["wall_time_s"] = time.perf_counter() - t0
         sol.stats["compile_time_s"] = ct.seconds
         return sol
+
+
+def run_fingerprint(solver, problem, key, state) -> str:
+    """What determines a solve: the problem (data and settings), the solver's configuration
+    (its step budget excluded, so a run can be continued with more steps), the key and the
+    starting state."""
+    if hasattr(solver, "max_steps"):
+        solver = eqx.tree_at(lambda s: s.max_steps, solver, None, is_leaf=lambda x: x is None)
+    return fingerprint(problem, solver, key, state)
 
 
 class DeviceLoop(eqx.Module):

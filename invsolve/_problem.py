@@ -7,20 +7,30 @@ with ``isinstance`` before anything is traced, so a mismatch fails with a clear 
 from __future__ import annotations
 
 import abc
+import os
 from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._linop import AbstractLinearOperator
 from ._sampling import hammersley
 
 
-class GaussianNoise(eqx.Module):
-    """Additive i.i.d. Gaussian noise with standard deviation ``sigma`` (data units)."""
+def _positive_sigma(sigma):
+    sigma = jnp.asarray(sigma)
+    return check_value(sigma, ~jnp.all(jnp.isfinite(sigma) & (sigma > 0)),
+                       "GaussianNoise: sigma (the noise standard deviation) must be positive and finite in every "
+                       "entry", got=lambda: _summary(sigma))
 
-    sigma: jax.Array = eqx.field(converter=jnp.asarray)
+
+class GaussianNoise(eqx.Module):
+    """Additive i.i.d. Gaussian noise with standard deviation ``sigma`` (data units; a scalar
+    or one per datum, every entry positive and finite)."""
+
+    sigma: jax.Array = eqx.field(converter=_positive_sigma)
 
     def neg_log_likelihood(self, prediction, y):
         """0.5 * sum(((prediction - y) / sigma)**2), up to a constant."""
@@ -65,6 +75,12 @@ class HasForward(AbstractProblem):
     def neg_log_likelihood(self, theta):
         return self.noise.neg_log_likelihood(self.forward(theta), self.y_obs)
 
+    def normalized_chi2(self, theta):
+        """``2 neg_log_likelihood(theta) / m`` over the ``m`` data: the normalised chi-square
+        ``||(forward(theta) - y) / sigma||^2 / m`` for Gaussian noise, about 1 at a fit to the
+        noise level."""
+        return 2.0 * self.neg_log_likelihood(theta) / sum(jnp.size(y) for y in jax.tree.leaves(self.y_obs))
+
 
 class HasLinearOperator(HasForward):
     """A problem whose forward model is a linear operator: ``forward(x) = operator.mv(x)``."""
@@ -99,6 +115,7 @@ class LinearSystem(HasLinearOperator):
                 f"LinearSystem: the right-hand side has shape {tuple(self.b.shape)} but the "
                 f"operator maps to shape {tuple(self.A.out_shape)}; pass b of that shape."
             )
+        check_finite_data("LinearSystem", "b", self.b, "the right-hand side")
 
     @property
     def y_obs(self):
@@ -133,8 +150,7 @@ class LinearInverse(HasLinearOperator):
                 f"the data have shape {tuple(self.y_obs.shape)} but the operator maps to shape "
                 f"{tuple(self.A.out_shape)}; pass data of that shape."
             )
-        if not isinstance(self.y_obs, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(self.y_obs))):
-            raise ValueError("the data contain NaN or infinite values; remove or impute them first.")
+        check_finite_data("LinearInverse", "y_obs", self.y_obs)
         if self.x_true is not None and tuple(jnp.shape(self.x_true)) != tuple(self.A.in_shape):
             raise ValueError(
                 f"x_true has shape {tuple(jnp.shape(self.x_true))}, expected the operator's input "
@@ -258,3 +274,74 @@ class HasSimulator(HasForward):
         """Inverse of `theta_from_unit` (a point ``(box_dim,)`` of the unit cube); samplers
         start from it."""
         raise NotImplementedError(f"{type(self).__name__} does not map theta back to the unit cube (unit_from_theta).")
+
+
+# --------------------------------------------------------------------------------------
+# input checks shared by the problems
+# --------------------------------------------------------------------------------------
+def check_value(x, bad, message: str, got=None):
+    """``x``, once a value check has passed: ``bad`` is a boolean scalar computed from ``x``.
+    Concrete: ``bad`` raises ``ValueError(message + "; got " + got())`` at once. Traced
+    (under ``jit``, ``grad``, ``vmap``): `eqx.error_if` raises when the compiled code runs,
+    so the check does not vanish."""
+    if isinstance(bad, jax.core.Tracer):
+        return eqx.error_if(x, bad, message + ".")
+    if bool(bad):
+        raise ValueError(message + ("." if got is None else f"; got {got()}."))
+    return x
+
+
+def _summary(a) -> str:
+    """A short description of an array's values for error messages."""
+    a = np.asarray(a)
+    if a.size <= 8:
+        return repr(a.tolist()) if a.ndim else repr(a.item())
+    f = a[np.isfinite(a)]
+    span = f"from {f.min():g} to {f.max():g}" if f.size else "none finite"
+    return f"{a.size} values, {span}, {a.size - f.size} non-finite"
+
+
+def check_finite_data(owner: str, name: str, value, what: str | None = None) -> None:
+    """Refuse data with NaN or infinite entries (``ValueError`` naming the argument ``name``,
+    described as ``what``) when the value is concrete. Traced data pass: under ``jit`` the
+    solvers report ``nonfinite``."""
+    for leaf in jax.tree.leaves(value):
+        if isinstance(leaf, jax.core.Tracer):
+            continue
+        a = np.asarray(leaf)
+        if np.issubdtype(a.dtype, np.inexact) and not np.all(np.isfinite(a)):
+            where = f"{int(np.sum(~np.isfinite(a)))} of {a.size} entries" + ("" if what is None else f" of {name}")
+            raise ValueError(f"{owner}: {what or name} contains NaN or infinite values ({where}); the data must be "
+                             "finite: remove or impute them first.")
+
+
+def real_number(value) -> float | None:
+    """``value`` as a Python float if it is one real number (a Python or NumPy int or
+    float, or a 0-d array of one; not a bool), else None."""
+    if isinstance(value, (bool, np.bool_, jax.core.Tracer)):
+        return None
+    try:
+        a = np.asarray(value)
+    except (TypeError, ValueError):
+        return None
+    if a.ndim != 0 or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        return None
+    return float(a)
+
+
+def physical_memory() -> int | None:
+    """The machine's physical memory in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(what: str, n_bytes: float, hint: str = "use a smaller size") -> None:
+    """Refuse, before anything is allocated, a problem whose main arrays (``n_bytes``
+    together) would not fit in the machine's physical memory: ``MemoryError`` with the size
+    in GiB. ``what`` names the request, e.g. ``"poisson.operator on a (100000, 100000) grid"``."""
+    total = physical_memory()
+    if total is not None and n_bytes > total:
+        raise MemoryError(f"{what} needs about {n_bytes / 2**30:,.1f} GiB for its main arrays, more than this "
+                          f"machine's {total / 2**30:,.1f} GiB of memory; {hint}.")

@@ -17,6 +17,8 @@ class RESULTS(enum.IntEnum):
     max_steps_reached = 1
     nonfinite = 2
     breakdown = 3
+    diverged = 4
+    data_misfit = 5
 
     def __str__(self) -> str:
         return f"RESULTS.{self.name}"
@@ -36,6 +38,11 @@ _MESSAGES = {
     "check the data for non-finite values)",
     RESULTS.breakdown: "the method broke down (for CG and DCDM: a search direction p has "
     "p.A p <= 0, so the operator is not positive definite)",
+    RESULTS.diverged: "the iteration diverged: the loss grew far above the best value seen "
+    "(lower the step size or learning rate)",
+    RESULTS.data_misfit: "the estimate does not fit the data: its normalised chi-square "
+    "||(forward(x) - y) / sigma||^2 / m is far above 1 (a guidance weight or step size too large, or "
+    "a prior that overrides the data)",
 }
 
 

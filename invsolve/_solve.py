@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import equinox as eqx
 import jax
+import jax.numpy as jnp
 
 from ._driver import DeviceLoop, HostLoop
 from ._problem import AbstractProblem
@@ -48,10 +48,49 @@ def solve(
     elif traced and isinstance(driver, HostLoop):
         raise ValueError("solve: HostLoop cannot run inside jit/vmap/grad; use driver=DeviceLoop().")
     solver = solver.prepare(problem)
+    if state is not None:
+        _check_state(problem, solver, key, state)
     return driver.run(solver, problem, key, int(max_steps), state, throw)
 
 
-def check_compatible(problem, solver, *, key, max_steps) -> int:
+def _check_state(problem, solver, key, state) -> None:
+    """``state=`` must have the structure and shapes of this solver's state on this problem."""
+    want = jax.eval_shape(solver.init, problem, key)
+    w_leaves, w_def = jax.tree.flatten(want)
+    h_leaves, h_def = jax.tree.flatten(state)
+    why = None
+    if w_def != h_def:
+        why = f"its structure is {type(state).__name__} with {len(h_leaves)} arrays, expected {w_def}"
+    else:
+        for w, h in zip(w_leaves, h_leaves):
+            if tuple(jnp.shape(h)) != tuple(w.shape):
+                why = f"it holds an array of shape {tuple(jnp.shape(h))} where {tuple(w.shape)} is expected"
+                break
+    if why is not None:
+        raise ValueError(
+            f"solve: state= does not fit {type(solver).__name__} on this {type(problem).__name__}: {why}. Pass "
+            "the state of an earlier solve of the same problem structure with the same solver "
+            "(previous_solution.state), or leave state=None to start afresh."
+        )
+
+
+def _check_key(solver, key, *, batch: bool = False) -> None:
+    """A typed JAX key (or a legacy uint32 ``PRNGKey``); with ``batch``, also an array of keys."""
+    if key is None:
+        if solver.needs_key:
+            raise ValueError(f"{type(solver).__name__} is stochastic: pass key=jax.random.key(seed).")
+        return
+    dtype = getattr(key, "dtype", None)
+    typed = dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key) and jnp.ndim(key) <= int(batch)
+    raw = dtype == jnp.uint32 and jnp.shape(key)[-1:] == (2,) and jnp.ndim(key) <= 1 + int(batch)  # PRNGKey
+    if not (typed or raw):
+        got = f"an array of dtype {dtype} and shape {jnp.shape(key)}" if dtype is not None else repr(key)
+        what = "a JAX random key or an array of keys" if batch else "one JAX random key"
+        raise TypeError(f"{'solve_batch' if batch else 'solve'}: key must be {what} such as "
+                        f"jax.random.key(0), got {got}.")
+
+
+def check_compatible(problem, solver, *, key, max_steps, batch: bool = False) -> int:
     """The checks `solve` and `solve_batch` make before tracing; returns the step budget."""
     if not isinstance(problem, AbstractProblem):
         raise TypeError(f"solve: problem must be an invsolve problem, got {type(problem).__name__}.")
@@ -64,8 +103,7 @@ def check_compatible(problem, solver, *, key, max_steps) -> int:
             f"{type(solver).__name__} needs a problem with {', '.join(missing)}, but "
             f"{type(problem).__name__} has only {', '.join(have) or 'no capabilities'}."
         )
-    if solver.needs_key and key is None:
-        raise ValueError(f"{type(solver).__name__} is stochastic: pass key=jax.random.key(seed).")
+    _check_key(solver, key, batch=batch)
     if max_steps is None:
         max_steps = getattr(solver, "max_steps", None)
     if max_steps is None:

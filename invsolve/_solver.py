@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ._solution import RESULTS, Estimate
+from ._solution import Estimate
 
 
 class AbstractSolver(eqx.Module):
@@ -38,6 +38,11 @@ class AbstractSolver(eqx.Module):
 
     def default_max_steps(self, problem) -> int:
         return 10_000
+
+    def check_result(self, problem, state, result):
+        """The final verdict, once, after the loop (``result``: the int32 code so far). Default:
+        ``result``; samplers demote a run whose estimate does not fit the data."""
+        return result
 
     @abc.abstractmethod
     def init(self, problem, key) -> Any: ...

@@ -145,19 +145,19 @@ def _override(cfg, assignments):
 
 
 def _cmd_train(args) -> int:
-    from .priors import lpn, score
-    from .solvers import dcdm
+    from . import recipes
 
-    family, _, name = args.name.partition("-")
-    modules = {"dcdm": dcdm, "lpn": lpn, "score": score}
-    if family not in modules or name not in modules[family].RECIPES:
-        known = ", ".join(f"{f}-{n}" for f, m in modules.items() for n in sorted(m.RECIPES))
-        print(f"invsolve train: unknown model {args.name!r}; known: {known}", file=sys.stderr)
+    if args.name not in recipes.RECIPES:
+        print(f"invsolve train: unknown model {args.name!r}; known: {', '.join(sorted(recipes.RECIPES))}",
+              file=sys.stderr)
         return 2
-    module = modules[family]
-    recipe = _override(module.RECIPES[name], args.set)
+    try:
+        recipe = _override(recipes.RECIPES[args.name], args.set)
+    except ValueError as e:
+        print(f"invsolve train: {e}", file=sys.stderr)
+        return 2
     t0 = time.perf_counter()
-    model = module.train_recipe(name, checkpoint=args.checkpoint, progress=True, **dataclasses.asdict(recipe))
+    model = recipes.train(args.name, checkpoint=args.checkpoint, progress=True, **dataclasses.asdict(recipe))
     model.save(args.out)
     print(f"wrote {args.out} ({model.n_params} parameters) in {time.perf_counter() - t0:.0f} s: {dict(model.info)}")
     return 0
@@ -182,8 +182,8 @@ def main(argv=None) -> int:
     rep.add_argument("--only", nargs="+", metavar="NAME", help="run only these experiments")
     rep.set_defaults(func=_cmd_reproduce)
     train = sub.add_parser("train", help="train a shipped model from its recipe (see invsolve/weights/MANIFEST.md)")
-    train.add_argument("name", help="a recipe: dcdm-poisson2d-64, dcdm-poisson3d-32, lpn-ellipses-64, lpn-mni-64, "
-                       "score-ellipses-64 or score-mni-64")
+    train.add_argument("name", help="a recipe of invsolve.recipes.RECIPES: dcdm-poisson2d-64, dcdm-poisson3d-32, "
+                       "lpn-ellipses-64, lpn-mni-64, score-ellipses-64 or score-mni-64")
     train.add_argument("--out", required=True, help="where to write the weights (.npz)")
     train.add_argument("--checkpoint", default=None, help="checkpoint file (.npz): written as it trains, resumed from")
     train.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a recipe field (repeatable)")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import tempfile
 from typing import Any
 
@@ -23,19 +25,67 @@ def _to_numpy_leaves(tree):
     return out, treedef
 
 
+class CheckpointError(ValueError):
+    """A checkpoint (or stored bank) that cannot be used: unreadable, or written by another run."""
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def fingerprint(*trees) -> str:
+    """A hash of everything in ``trees`` that determines a run: the pytree structures with
+    their static fields, every array's dtype, shape and bytes (PRNG keys by their key data),
+    and the names of functions (memory addresses dropped, so the hash is the same in another
+    process). Two runs with the same fingerprint compute the same thing."""
+    h = hashlib.sha256()
+    for tree in trees:
+        leaves, treedef = jax.tree.flatten(tree)
+        h.update(_ADDRESS.sub("", str(treedef)).encode())
+        for x in leaves:
+            if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+                x = jax.random.key_data(x)
+            if isinstance(x, (jax.Array, np.ndarray, np.generic)):
+                a = np.asarray(x)
+                h.update(f"{a.dtype}{a.shape}".encode())
+                h.update(np.ascontiguousarray(a).tobytes())
+            elif callable(x) and hasattr(x, "__qualname__"):
+                h.update(f"{getattr(x, '__module__', '')}.{x.__qualname__}".encode())
+            else:
+                h.update(_ADDRESS.sub("", repr(x)).encode())
+    return h.hexdigest()
+
+
 def _signature(tree) -> str:
     leaves, treedef = jax.tree.flatten(tree)
     return str(treedef) + "|" + ";".join(f"{jnp.shape(x)}{jnp.result_type(x)}" for x in leaves)
 
 
-def save_checkpoint(path, carry, history: dict[str, list]) -> None:
-    """Atomically write the driver's carry and the history so far to ``path`` (npz)."""
+def read_npz(path, what: str = "checkpoint") -> tuple[dict, dict]:
+    """Read an ``.npz`` written by `atomic_savez`: ``(meta, arrays)``. A truncated, empty or
+    foreign file raises `CheckpointError` naming the file, not a zip or pickle error."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads(bytes(arrays.pop("meta")).decode())
+        if not isinstance(meta, dict):
+            raise ValueError("no metadata")
+    except Exception as e:  # BadZipFile, EOFError, OSError, KeyError, ValueError, JSON errors
+        raise CheckpointError(
+            f"{what} {path} cannot be read ({type(e).__name__}): it is truncated, empty or not "
+            f"a {what} written by invsolve. Delete it (or choose another path) to start over."
+        ) from None
+    return meta, arrays
+
+
+def pack_checkpoint(carry, history: dict[str, list]) -> tuple[dict, dict]:
+    """``(meta, arrays)`` for a checkpoint of the pytree ``carry`` and the ``history`` so far
+    (lists of array chunks by name); written by `invsolve._hostrun.HostRun.save`."""
     leaves, _ = _to_numpy_leaves(carry)
     arrays = {f"leaf_{i}": a for i, (_, a) in enumerate(leaves)}
     for name, chunks in history.items():
         arrays[f"hist_{name}"] = np.concatenate(chunks) if chunks else np.zeros((0,))
     meta = {"signature": _signature(carry), "kinds": [k for k, _ in leaves], "history": list(history)}
-    atomic_savez(path, meta, **arrays)
+    return meta, arrays
 
 
 def atomic_savez(path, meta: dict, **arrays) -> None:
@@ -53,24 +103,24 @@ def atomic_savez(path, meta: dict, **arrays) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path, like):
-    """Read a checkpoint written by `save_checkpoint`; ``like`` gives the structure."""
-    with np.load(path) as z:
-        meta = json.loads(bytes(z["meta"]).decode())
-        if meta["signature"] != _signature(like):
-            raise ValueError(
-                f"checkpoint {path} was written by a different problem or solver structure; "
-                "delete it or point HostLoop(checkpoint=...) at a new file."
-            )
-        leaves, treedef = jax.tree.flatten(like)
-        new = []
+def unpack_checkpoint(path, meta: dict, arrays: dict, like):
+    """The ``(carry, history)`` of `pack_checkpoint`, with ``like`` giving the structure; a
+    file of another structure, or an incomplete one, raises `CheckpointError` naming ``path``."""
+    start_over = "delete it or point checkpoint= at a new file to start over."
+    if meta.get("signature") != _signature(like):
+        raise CheckpointError(f"checkpoint {path} was written by a different problem or solver structure; {start_over}")
+    leaves, treedef = jax.tree.flatten(like)
+    new = []
+    try:
         for i, (kind, ref) in enumerate(zip(meta["kinds"], leaves)):
-            a = z[f"leaf_{i}"]
+            a = arrays[f"leaf_{i}"]
             if kind == "key":
                 new.append(jax.random.wrap_key_data(jnp.asarray(a), impl=jax.random.key_impl(ref)))
             else:
                 new.append(jnp.asarray(a, dtype=jnp.result_type(ref)))
-        history = {n: [np.asarray(z[f"hist_{n}"])] for n in meta["history"]}
+        history = {n: [np.asarray(arrays[f"hist_{n}"])] for n in meta["history"]}
+    except KeyError as e:
+        raise CheckpointError(f"checkpoint {path} is incomplete (no {e}); {start_over}") from None
     return jax.tree.unflatten(treedef, new), history
 
 

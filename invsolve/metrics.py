@@ -6,8 +6,24 @@ import jax
 import jax.numpy as jnp
 
 
+def _same_shapes(fn, **arrays):
+    """Refuse arguments (arrays or pytrees of them) whose structures or leaf shapes differ:
+    a metric must not broadcast silently."""
+    (first, a), *rest = arrays.items()
+    for name, b in rest:
+        sa, sb = jax.tree.structure(a), jax.tree.structure(b)
+        if sa != sb:
+            raise ValueError(f"{fn}: {first} and {name} have different structures, {sa} vs {sb}; "
+                             "pass arrays (or pytrees) of one structure.")
+        for la, lb in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+            if jnp.shape(la) != jnp.shape(lb):
+                raise ValueError(f"{fn}: shapes differ, {first} has shape {tuple(jnp.shape(la))} but {name} has "
+                                 f"shape {tuple(jnp.shape(lb))}; pass arrays of one shape (no broadcasting).")
+
+
 def rel_l2(estimate, reference):
-    """||estimate - reference||_2 / ||reference||_2 over all leaves."""
+    """||estimate - reference||_2 / ||reference||_2 over all leaves (pytrees of one structure)."""
+    _same_shapes("rel_l2", estimate=estimate, reference=reference)
     num = sum(jnp.sum(jnp.square(jnp.asarray(a) - b)) for a, b in
               zip(jax.tree.leaves(estimate), jax.tree.leaves(reference)))
     den = sum(jnp.sum(jnp.square(b)) for b in jax.tree.leaves(reference))
@@ -15,11 +31,14 @@ def rel_l2(estimate, reference):
 
 
 def mse(estimate, reference):
+    """Mean squared error of two arrays of one shape."""
+    _same_shapes("mse", estimate=estimate, reference=reference)
     return jnp.mean(jnp.square(jnp.asarray(estimate) - reference))
 
 
 def psnr(estimate, reference, data_range=None):
     """Peak signal-to-noise ratio in dB; ``data_range`` defaults to the reference's range."""
+    _same_shapes("psnr", estimate=estimate, reference=reference)
     reference = jnp.asarray(reference)
     if data_range is None:
         data_range = jnp.max(reference) - jnp.min(reference)
@@ -59,8 +78,7 @@ def ssim(estimate, reference, data_range=None, *, win_size=7, k1=0.01, k2=0.03):
     estimate = jnp.asarray(estimate)
     dtype = jnp.result_type(estimate, reference, float)
     estimate, reference = estimate.astype(dtype), reference.astype(dtype)
-    if estimate.shape != reference.shape:
-        raise ValueError(f"ssim: shapes differ, {estimate.shape} vs {reference.shape}")
+    _same_shapes("ssim", estimate=estimate, reference=reference)
     if reference.ndim not in (2, 3) or min(reference.shape[-2:]) < win_size:
         raise ValueError(f"ssim needs a 2D image or 3D stack of slices at least {win_size} x "
                          f"{win_size}, got shape {reference.shape}")
@@ -75,6 +93,7 @@ def ssim(estimate, reference, data_range=None, *, win_size=7, k1=0.01, k2=0.03):
 def dice(a, b):
     """Dice coefficient 2|a & b| / (|a| + |b|) of two boolean masks (nonzero = True); 1.0 if
     both are empty. Equals ``1 - scipy.spatial.distance.dice(a.ravel(), b.ravel())``."""
+    _same_shapes("dice", a=a, b=b)
     a, b = jnp.asarray(a).astype(bool), jnp.asarray(b).astype(bool)
     inter = jnp.sum(a & b).astype(float)
     total = (jnp.sum(a) + jnp.sum(b)).astype(float)
@@ -92,5 +111,6 @@ def effective_sample_size(samples):
 
 def coverage(lo, hi, truth):
     """Fraction of the components of ``truth`` inside ``[lo, hi]`` (pytrees of one structure)."""
+    _same_shapes("coverage", lo=lo, hi=hi, truth=truth)
     inside = jax.tree.leaves(jax.tree.map(lambda a, b, t: ((a <= t) & (t <= b)).ravel(), lo, hi, truth))
     return jnp.mean(jnp.concatenate(inside).astype(float))

@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
-from pathlib import Path
 from typing import Any, Callable
 
 import equinox as eqx
@@ -41,11 +39,13 @@ import numpy as np
 import optax
 from flax import nnx
 
+from .. import weights
+from .._batch import data_parallel
+from .._solver import check_nonneg, key_optimizer
+from .._train import fit
 from ..nn.icnn import ConvICNN, DenseICNN, clip_nonneg
 from ._classic import AbstractProxPrior
 
-WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
-PRETRAINED = {"ellipses-64": "lpn-ellipses-64.npz", "mni-64": "lpn-mni-64.npz"}
 LOSSES = ("proximal_matching", "l2", "l1")
 
 
@@ -116,10 +116,8 @@ class LPN(AbstractProxPrior):
     def pretrained(cls, name: str) -> "LPN":
         """A model shipped with invsolve: ``"ellipses-64"`` (random-ellipse phantoms, 64^2)
         or ``"mni-64"`` (MNI152 T1 axial slices, 64^2). ``invsolve/weights/MANIFEST.md``
-        gives the command that trained each and its wall time."""
-        if name not in PRETRAINED:
-            raise ValueError(f"no pretrained LPN {name!r}; available: {', '.join(sorted(PRETRAINED))}.")
-        return cls.load(WEIGHTS / PRETRAINED[name])
+        gives the command that trained each (`invsolve.recipes`) and its wall time."""
+        return weights.pretrained(cls, "lpn", name)
 
     # --- evaluation ---------------------------------------------------------------------
     def _check_shape(self, shape):
@@ -191,23 +189,19 @@ class LPN(AbstractProxPrior):
 
     # --- persistence --------------------------------------------------------------------
     def save(self, path) -> None:
-        """Write the weights and configuration to ``path`` (``.npz``)."""
-        from ..io import atomic_savez
-
-        leaves = [np.asarray(x) for x in jax.tree.leaves(self.params)]
-        meta = {"kind": self.kind, "shape": list(self.shape), "config": list(self.config), "alpha": self.alpha,
-                "sigma": self.sigma, "info": dict(self.info)}
-        atomic_savez(path, meta, **{f"w{i}": a for i, a in enumerate(leaves)})
+        """Write the weights and configuration to ``path`` (``.npz``; `invsolve.weights.save`)."""
+        weights.save(path, self, kind=self.kind, shape=list(self.shape), config=list(self.config),
+                     alpha=self.alpha, sigma=self.sigma)
 
     @classmethod
     def load(cls, path) -> "LPN":
-        """Read a model written by `save`."""
+        """Read a model written by `save` (`invsolve.weights.load`)."""
         def build(meta):
             hidden, depth, beta = meta["config"]
             return cls.init(meta["shape"], jax.random.key(0), hidden=hidden, depth=depth, beta=beta,
                             alpha=meta["alpha"], sigma=meta["sigma"], kind=meta["kind"])
 
-        return load_weights(path, build, "LPN.load")
+        return weights.load(path, build, "LPN")
 
     # --- training -----------------------------------------------------------------------
     @classmethod
@@ -243,10 +237,6 @@ class LPN(AbstractProxPrior):
                 this list; parameters replicated, gradients summed by XLA). None: one device.
             network: `LPN.init` options (``hidden``, ``depth``, ``beta``, ``alpha``).
         """
-        from .._batch import data_parallel
-        from .._solver import check_nonneg
-        from .._train import fit
-
         sigma = _check_sigma(sigma)
         replicate, shard = data_parallel(devices)
         if loss not in LOSSES:
@@ -292,27 +282,14 @@ class LPN(AbstractProxPrior):
         carry = (model.params, optimizer.init(model.params), jnp.zeros((), jnp.int32))
         (params, _, _), losses, wall = fit(stage_update, carry, steps, name="LPN.train", checkpoint=checkpoint,
                                            save_every_s=save_every_s, progress=progress,
-                                           time_limit_s=time_limit_s, place=replicate)
+                                           time_limit_s=time_limit_s, place=replicate,
+                                           identity=(dataset, key, sigma, stages, batch_size, augment,
+                                                     key_optimizer(optimizer, model.params).key))
         info = (("loss", loss), ("sigma", sigma), ("steps", steps), ("batch_size", batch_size),
                 ("stages", tuple(f"{kd}:{g:.3g}:{end}" if g else f"{kd}:{end}" for kd, g, end in stages)),
                 ("final_loss", float(np.mean(losses[-100:])) if losses.size else float("nan")),
                 ("train_time_s", round(wall, 1)))
         return dataclasses.replace(model, params=params, info=info)
-
-
-def load_weights(path, build, name):
-    """Read a network prior written with ``atomic_savez(path, meta, w0=..., w1=...)``:
-    ``build(meta)`` makes a model of the named configuration, whose ``params`` leaves are
-    replaced by the stored ones (shapes checked) and ``info`` by ``meta["info"]``."""
-    with np.load(path) as z:
-        meta = json.loads(bytes(z["meta"]).decode())
-        like = build(meta)
-        leaves, treedef = jax.tree.flatten(like.params)
-        new = [jnp.asarray(z[f"w{i}"]) for i in range(len(leaves))]
-    if [x.shape for x in new] != [x.shape for x in leaves]:
-        raise ValueError(f"{name}: {path} does not match the network configuration it names.")
-    info = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in meta["info"].items()))
-    return dataclasses.replace(like, params=jax.tree.unflatten(treedef, new), info=info)
 
 
 def _sampler(dataset, batch_size, name="LPN.train"):
@@ -382,69 +359,3 @@ def _invert_one(lpn, x, max_steps, tol):
     y, _, _, _ = jax.lax.while_loop(cond, body, init)
     g = jax.grad(phi)(y)
     return y, jnp.sqrt(jnp.mean(g * g))
-
-
-# --------------------------------------------------------------------------------------
-# the recipes of the shipped image priors
-# --------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class Recipe:
-    """How a shipped LPN is trained (`train_recipe`): ``data`` is ``"ellipses"`` (fresh
-    `phantoms.random_ellipses` every step) or ``"mni"`` (the ``"train"`` split of
-    `phantoms.axial_slices`, with random left-right and up-down flips, shifts of up to 3
-    pixels and intensity scaling in [0.75, 1.25]); the paper's schedule with ``steps``
-    split evenly between L1 pre-training at ``lr`` and proximal matching at ``lr / 10``."""
-
-    data: str
-    size: int = 64
-    sigma: float = 0.1
-    steps: int = 2400
-    batch_size: int = 16
-    hidden: int = 32
-    depth: int = 3
-    lr: float = 1e-3
-    seed: int = 0
-
-
-RECIPES = {"ellipses-64": Recipe("ellipses", steps=1600), "mni-64": Recipe("mni", steps=3600)}
-
-
-def augment_slices(key, x):
-    """Random flips (each axis), circular shifts of up to 3 pixels and intensity scaling in
-    [0.75, 1.25] of a batch ``(n, H, W)``."""
-    kf, ks, ki = jax.random.split(key, 3)
-    n = x.shape[0]
-    flips = jax.random.bernoulli(kf, 0.5, (2, n))
-    x = jnp.where(flips[0][:, None, None], x[:, :, ::-1], x)
-    x = jnp.where(flips[1][:, None, None], x[:, ::-1, :], x)
-    shifts = jax.random.randint(ks, (n, 2), -3, 4)
-    x = jax.vmap(lambda im, s: jnp.roll(jnp.roll(im, s[0], 0), s[1], 1))(x, shifts)
-    return x * jax.random.uniform(ki, (n, 1, 1), x.dtype, 0.75, 1.25)
-
-
-def recipe_data(data: str, size: int):
-    """``(dataset, augment)`` of a shipped image prior's recipe: ``"ellipses"`` (a sampling
-    function of fresh `phantoms.random_ellipses`, no augmentation) or ``"mni"`` (the
-    ``"train"`` split of `phantoms.axial_slices` with `augment_slices`)."""
-    from ..problems import phantoms
-
-    if data == "ellipses":
-        return (lambda k, n: phantoms.random_ellipses(k, n, size)), None
-    if data == "mni":
-        return np.asarray(phantoms.axial_slices("train", size)[0]), augment_slices
-    raise ValueError(f"recipe data must be 'ellipses' or 'mni', got {data!r}.")
-
-
-def train_recipe(name: str, checkpoint=None, progress: bool | None = None, **overrides) -> LPN:
-    """Train the shipped prior ``name`` (a key of `RECIPES`) from scratch (or resume from
-    ``checkpoint``); ``overrides`` replace recipe fields (e.g. ``steps=10`` for a smoke test)."""
-    if name not in RECIPES:
-        raise ValueError(f"no LPN recipe {name!r}; available: {', '.join(sorted(RECIPES))}.")
-    r = dataclasses.replace(RECIPES[name], **overrides)
-    dataset, augment = recipe_data(r.data, r.size)
-    half = r.steps // 2
-    opt = optax.adam(optax.piecewise_constant_schedule(r.lr, {half: 0.1}))
-    model = LPN.train(dataset, r.sigma, opt, "proximal_matching", jax.random.key(r.seed), steps=r.steps,
-                      batch_size=r.batch_size, augment=augment, checkpoint=checkpoint, progress=progress,
-                      hidden=r.hidden, depth=r.depth)
-    return dataclasses.replace(model, info=(("recipe", name), ("data", r.data), *model.info))

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from importlib import resources
 from typing import Any, Callable
 
 import equinox as eqx
@@ -33,10 +32,13 @@ import numpy as np
 import optax
 from flax import nnx
 
+from .. import weights
+from .._batch import data_parallel
+from .._problem import check_value
+from .._solver import check_nonneg, key_optimizer
+from .._train import fit
 from ..nn.score import ScoreMLP, ScoreUNet
-
-WEIGHTS = resources.files("invsolve") / "weights"
-PRETRAINED = {"ellipses-64": "score-ellipses-64.npz", "mni-64": "score-mni-64.npz"}
+from .lpn import _sampler
 
 
 # --------------------------------------------------------------------------------------
@@ -260,7 +262,11 @@ def _check_steps(name, n_steps):
 class GaussianMixture(AbstractScorePrior):
     """``p(x) = sum_k w_k N(x; mu_k, Sigma_k)`` on vectors ``(dim,)``, with its exact noise
     prediction under ``sde`` (each component diffuses to ``N(a mu_k, a^2 Sigma_k + s^2 I)``).
-    Computes in the dtype of the parameters (float64 under x64)."""
+    Computes in the dtype of the parameters (float64 under x64).
+
+    ``weights`` must be non-negative and not all zero (they are normalised to sum to 1);
+    each covariance must be symmetric positive definite (all eigenvalues > 0). Otherwise
+    the constructor raises ``ValueError`` (under ``jit``: an `eqx.error_if` error)."""
 
     weights: jax.Array
     means: jax.Array
@@ -270,16 +276,28 @@ class GaussianMixture(AbstractScorePrior):
     eig: tuple = None  # eigen-decompositions of the covariances, (K, dim) and (K, dim, dim)
 
     def __init__(self, weights, means, covs, sde="vp"):
-        self.means = jnp.asarray(means)
-        self.weights = jnp.asarray(weights, self.means.dtype) / jnp.sum(jnp.asarray(weights))
-        self.covs = jnp.asarray(covs, self.means.dtype)
-        k, d = self.means.shape
-        if self.weights.shape != (k,) or self.covs.shape != (k, d, d):
+        means = jnp.asarray(means)
+        weights, covs = jnp.asarray(weights, means.dtype), jnp.asarray(covs, means.dtype)
+        if means.ndim != 2 or weights.shape != means.shape[:1] or covs.shape != (*means.shape, means.shape[-1]):
             raise ValueError(f"GaussianMixture: weights (K,), means (K, dim), covs (K, dim, dim) expected, got "
-                             f"{self.weights.shape}, {self.means.shape}, {self.covs.shape}.")
+                             f"{weights.shape}, {means.shape}, {covs.shape}.")
+        d = means.shape[1]
+        sym = 0.5 * (covs + jnp.swapaxes(covs, 1, 2))
+        lam, vec = jnp.linalg.eigh(sym)
+        tol = max(1e-6, 100 * float(jnp.finfo(covs.dtype).eps)) * jnp.max(jnp.abs(covs))
+        # traced (under jit): each check guards every array, so whichever a method uses raises
+        params = (weights, means, covs, lam, vec)
+        params = check_value(params, ~jnp.all(jnp.isfinite(weights) & (weights >= 0)) | ~(jnp.sum(weights) > 0),
+                             "GaussianMixture: weights must be finite, non-negative and not all zero (they are "
+                             "normalised to sum to 1)", got=lambda: repr(np.asarray(weights).tolist()))
+        params = check_value(params, ~jnp.all(jnp.isfinite(covs)) | jnp.any(jnp.abs(covs - sym) > tol),
+                             "GaussianMixture: each covariance covs[k] must be finite and symmetric")
+        params = check_value(params, ~jnp.all(lam > 0), "GaussianMixture: each covariance covs[k] must be positive "
+                             "definite (all eigenvalues > 0)", got=lambda: f"smallest eigenvalues {np.asarray(lam[:, 0])}")
+        weights, means, covs, lam, vec = params
+        self.means, self.weights, self.covs = means, weights / jnp.sum(weights), covs
         self.sde = make_sde(sde)
         self.shape = (d,)
-        lam, vec = jnp.linalg.eigh(0.5 * (self.covs + jnp.swapaxes(self.covs, 1, 2)))
         self.eig = (lam, vec)
 
     @classmethod
@@ -418,10 +436,8 @@ class ScorePrior(AbstractScorePrior):
         """A prior shipped with invsolve: ``"ellipses-64"`` (random-ellipse phantoms, 64^2)
         or ``"mni-64"`` (MNI152 T1 axial slices, 64^2, the ``"train"`` split of
         `invsolve.problems.phantoms.axial_slices`); both VP. ``invsolve/weights/MANIFEST.md``
-        gives the command that trained each and its wall time."""
-        if name not in PRETRAINED:
-            raise ValueError(f"no pretrained ScorePrior {name!r}; available: {', '.join(sorted(PRETRAINED))}.")
-        return cls.load(WEIGHTS / PRETRAINED[name])
+        gives the command that trained each (`invsolve.recipes`) and its wall time."""
+        return weights.pretrained(cls, "score", name)
 
     @property
     def dtype(self):
@@ -450,21 +466,16 @@ class ScorePrior(AbstractScorePrior):
 
     # --- persistence --------------------------------------------------------------------
     def save(self, path) -> None:
-        """Write the weights and configuration to ``path`` (``.npz``)."""
-        from ..io import atomic_savez
-
+        """Write the weights and configuration to ``path`` (``.npz``; `invsolve.weights.save`)."""
         sde = {"kind": "vp" if isinstance(self.sde, VP) else "ve",
                **{f.name: getattr(self.sde, f.name) for f in dataclasses.fields(self.sde)}}
         kind, widths, attention, data_std = self.config
-        meta = {"shape": list(self.shape), "kind": kind, "widths": list(widths), "attention": attention,
-                "data_std": data_std, "sde": sde, "info": dict(self.info)}
-        atomic_savez(path, meta, **{f"w{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(self.params))})
+        weights.save(path, self, shape=list(self.shape), kind=kind, widths=list(widths), attention=attention,
+                     data_std=data_std, sde=sde)
 
     @classmethod
     def load(cls, path) -> "ScorePrior":
-        """Read a prior written by `save`."""
-        from .lpn import load_weights
-
+        """Read a prior written by `save` (`invsolve.weights.load`)."""
         def build(meta):
             sde = dict(meta["sde"])
             sde = SDES[sde.pop("kind")](**sde)
@@ -472,7 +483,7 @@ class ScorePrior(AbstractScorePrior):
                    else {"hidden": meta["widths"][0], "depth": meta["widths"][1]})
             return cls.init(meta["shape"], jax.random.key(0), sde=sde, data_std=meta["data_std"], **net)
 
-        return load_weights(path, build, "ScorePrior.load")
+        return weights.load(path, build, "ScorePrior")
 
     # --- training -----------------------------------------------------------------------
     @classmethod
@@ -499,11 +510,6 @@ class ScorePrior(AbstractScorePrior):
             devices: data-parallel training over this many devices (as `LPN.train`).
             network: `ScorePrior.init` options (``channels``, ``attention``, ``data_std``, ...).
         """
-        from .._batch import data_parallel
-        from .._solver import check_nonneg
-        from .._train import fit
-        from .lpn import _sampler
-
         replicate, shard = data_parallel(devices)
 
         check_nonneg("ScorePrior.train steps", steps, integer=True, allow_none=False)
@@ -544,7 +550,9 @@ class ScorePrior(AbstractScorePrior):
         carry = (model.params, model.params, optimizer.init(model.params), jnp.zeros((), jnp.int32))
         (params, avg, _, _), losses, wall = fit(update, carry, steps, name="ScorePrior.train",
                                                 checkpoint=checkpoint, save_every_s=save_every_s,
-                                                progress=progress, time_limit_s=time_limit_s, place=replicate)
+                                                progress=progress, time_limit_s=time_limit_s, place=replicate,
+                                                identity=(dataset, key, batch_size, ema, augment,
+                                                          key_optimizer(optimizer, model.params).key))
         info = (("sde", "vp" if isinstance(sde_, VP) else "ve"), ("steps", steps), ("batch_size", batch_size),
                 ("ema", ema), ("final_loss", float(np.mean(losses[-200:])) if losses.size else float("nan")),
                 ("train_time_s", round(wall, 1)))
@@ -556,42 +564,3 @@ def _eps_compiled(prior, x, t):
     """The network on a flat batch, compiled once per prior structure and batch shape (so
     eager calls are fast; inside a traced solver it is inlined)."""
     return prior._eps_flat(prior.params, x, t)
-
-
-# --------------------------------------------------------------------------------------
-# the recipes of the shipped priors
-# --------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class Recipe:
-    """How a shipped score prior is trained (`train_recipe`): ``data`` ``"ellipses"`` (fresh
-    `phantoms.random_ellipses` every step) or ``"mni"`` (the ``"train"`` split of
-    `phantoms.axial_slices` with `invsolve.priors.lpn.augment_slices`); VP SDE, AdamW with
-    a cosine decay from ``lr``, EMA 0.999."""
-
-    data: str
-    size: int = 64
-    steps: int = 6000
-    batch_size: int = 16
-    channels: tuple = (16, 32, 64, 64)
-    lr: float = 1e-3
-    seed: int = 0
-
-
-RECIPES = {"ellipses-64": Recipe("ellipses", steps=3000), "mni-64": Recipe("mni", steps=7000)}
-
-
-def train_recipe(name: str, checkpoint=None, progress: bool | None = None, **overrides) -> ScorePrior:
-    """Train the shipped prior ``name`` (a key of `RECIPES`) from scratch or resume from
-    ``checkpoint``; ``overrides`` replace recipe fields (``steps=10`` for a smoke test)."""
-    from .lpn import recipe_data
-
-    if name not in RECIPES:
-        raise ValueError(f"no score-prior recipe {name!r}; available: {', '.join(sorted(RECIPES))}.")
-    r = dataclasses.replace(RECIPES[name], **overrides)
-    dataset, augment = recipe_data(r.data, r.size)
-    opt = optax.adamw(optax.warmup_cosine_decay_schedule(0.0, r.lr, min(200, r.steps // 10 + 1), r.steps,
-                                                         r.lr / 20))
-    model = ScorePrior.train(dataset, "vp", opt, jax.random.key(r.seed), steps=r.steps, batch_size=r.batch_size,
-                             augment=augment, checkpoint=checkpoint, progress=progress,
-                             channels=tuple(r.channels))
-    return dataclasses.replace(model, info=(("recipe", name), ("data", r.data), *model.info))

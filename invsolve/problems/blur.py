@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._linop import AbstractLinearOperator
-from .._problem import LinearInverse
+from .._problem import LinearInverse, real_number
 
 
 def gaussian_kernel(width: float, truncate: float = 4.0, dtype=None) -> jax.Array:
@@ -36,9 +36,11 @@ class GaussianBlur(AbstractLinearOperator):
     truncate: float = eqx.field(default=4.0, static=True)
 
     def __check_init__(self):
-        if not (len(self.shape) >= 2 and all(isinstance(n, int) and n >= 1 for n in self.shape)):
+        if not (len(self.shape) >= 2 and all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1
+                                             for n in self.shape)):
             raise ValueError(f"GaussianBlur shape must be (..., H, W) positive ints, got {self.shape!r}.")
-        if not (isinstance(self.width, (int, float)) and math.isfinite(self.width) and self.width > 0):
+        width = real_number(self.width)
+        if width is None or not (math.isfinite(width) and width > 0):
             raise ValueError(f"GaussianBlur width (pixels) must be a positive number, got {self.width!r}.")
 
     def mv(self, x):
@@ -82,4 +84,7 @@ def deblur(x, width: float = 1.5, noise: float = 0.01, *, key) -> LinearInverse:
     from .tomography import relative_gaussian
 
     x = jnp.asarray(x, jnp.result_type(float))
-    return relative_gaussian(x, GaussianBlur(tuple(int(n) for n in x.shape), float(width)), noise, key)
+    w = real_number(width)
+    if w is None or not (math.isfinite(w) and w > 0):
+        raise ValueError(f"deblur: width (pixels) must be a positive number, got {width!r}.")
+    return relative_gaussian(x, GaussianBlur(tuple(int(n) for n in x.shape), w), noise, key)

@@ -15,6 +15,13 @@ problems of 1D laminar flames" (code: github.com/CAME-THU/FlamePINN-1D, Case 1,
   eigenvalue that lets the profile settle at the adiabatic temperature
   ``T_max = T_in + q_F Y_F,in / c_p``.
 
+``T_max`` is 5,455 K at the paper's ``phi = 0.46`` (a rise of 5,157 K; a real lean
+methane-air flame burns at about 1,400 K). That is the model, not a bug:
+``Y_F,in = phi / (phi + 4)`` is the methane mass fraction of a methane-*oxygen* mixture
+(16 phi / (16 phi + 2 * 32)), with no nitrogen to heat: about four times the fuel per
+kilogram of a methane-air mixture. ``c_p`` is a constant 1000 J/kg/K (burnt gas: about
+1,400), and the one-step reaction converts all fuel, with no dissociation.
+
 Units are SI throughout (m, s, K, Pa, kg, J, mol). `solve_reference` computes ``s_L`` and
 ``T(x)`` in float64 by Newton's method on second-order finite differences with grid
 refinement; `forward_problem` and `inverse` build the PINN problems of the paper.
@@ -35,6 +42,7 @@ from .._problem import GaussianNoise, HasForward, HasResidual, directional_deriv
 
 ATM = 101325.0  # Pa
 _ALIASES = {"lambda": "lam"}  # user-facing unknown names -> field names
+PHI_RANGE = (0.3, 0.7)  # the equivalence ratios the model is valid for (FreelyPropagating)
 
 
 def _f64(x):
@@ -52,13 +60,28 @@ class FreelyPropagating(eqx.Module):
     ``jax.grad`` reaches each of them.
 
     Attributes (SI units; defaults are the paper's):
-        phi: equivalence ratio (0.40 ... 0.50 in the paper).
+        phi: equivalence ratio, within `PHI_RANGE` = [0.3, 0.7] (0.40 ... 0.50 in the
+            paper). Outside it the constructor raises ``ValueError`` unless
+            ``allow_extrapolation=True``. Why this range: the rate depends on the fuel alone,
+            so the model is fuel-limited (lean) by construction and meaningless towards
+            ``phi >= 1``; the paper uses its constants at 0.40 ... 0.50 only; and on [0.3, 0.7]
+            the reference solver (measured on 0.1 ... 3) converges with the flame inside the
+            domain: ``s_L`` 0.149 ... 0.647 m/s, ``T_max`` 3,786 ... 7,745 K at 1 atm,
+            298 K. At 0.2 and below it finds no flame (``s_L`` goes negative); upward
+            it keeps converging to ever faster, hotter flames (``phi = 3``: 2.47 m/s,
+            ``T_max`` 21,727 K) that the fuel-only rate cannot describe.
         p: pressure [Pa] (1 and 1.2 atm in the paper).
         T_in: inlet temperature [K] (298; 300 ... 600 in the paper's T_in sweep).
         lam: thermal conductivity lambda [W/m/K]; cp: heat capacity [J/kg/K];
         qF: fuel heating value [J/kg]; A: pre-exponential factor; Ea: activation energy
         [J/mol]; nu: reaction order; W: molar mass [kg/mol]; R: gas constant [J/mol/K];
         grad_T_in: inlet temperature gradient G [K/m]; L: domain length [m].
+        allow_extrapolation: accept ``phi`` outside `PHI_RANGE` (for experts; the results
+            are the simplified model's, far from any real flame).
+
+    Other constants have no fixed range: `solve_reference` refuses any converged solution
+    that is not a flame burning inside ``[0, L]`` (e.g. ``p = 0.5 atm`` at ``phi = 0.7``,
+    whose flame is thicker than the domain, or ``T_in = 1500 K``, which ignites at the inlet).
     """
 
     phi: jax.Array = eqx.field(default=0.42, converter=_f64)
@@ -74,16 +97,26 @@ class FreelyPropagating(eqx.Module):
     R: jax.Array = eqx.field(default=8.3145, converter=_f64)
     grad_T_in: jax.Array = eqx.field(default=1.0e5, converter=_f64)
     L: jax.Array = eqx.field(default=1.5e-3, converter=_f64)
+    allow_extrapolation: bool = eqx.field(default=False, static=True)
 
     def __check_init__(self):
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, jax.core.Tracer) or f.name in ("grad_T_in",):
+        # Traced constants are not checked: under MCMC (`KineticsInverse`) a flame out of
+        # reach must give NaN, which the sampler rejects, not abort the chain with an error.
+        for name in _CONSTANTS:
+            v = getattr(self, name)
+            if isinstance(v, jax.core.Tracer) or name == "grad_T_in":
                 continue
             a = np.asarray(v)
             if not (np.all(np.isfinite(a)) and np.all(a > 0)):
+                raise ValueError(f"FreelyPropagating: {name} must be positive and finite, got {a!r}.")
+        lo, hi = PHI_RANGE
+        if not (self.allow_extrapolation or isinstance(self.phi, jax.core.Tracer)):
+            phi = np.asarray(self.phi)
+            if not np.all((phi >= lo) & (phi <= hi)):
                 raise ValueError(
-                    f"FreelyPropagating: {f.name} must be positive and finite, got {np.asarray(v)!r}."
+                    f"FreelyPropagating: phi = {phi.tolist()} is outside the model's validity range "
+                    f"[{lo}, {hi}] (lean methane, FlamePINN-1D's one-step model; the paper uses 0.40-0.50). "
+                    "Pass allow_extrapolation=True to use it anyway."
                 )
 
     # derived quantities -------------------------------------------------------------
@@ -106,6 +139,18 @@ class FreelyPropagating(eqx.Module):
     def T_max(self):
         """Adiabatic flame temperature T_in + q_F Y_F,in / c_p [K]."""
         return self.T_in + self.qF * self.Y_in / self.cp
+
+    def describe(self) -> str:
+        """The constants that differ from the paper's defaults (``phi`` always), e.g.
+        ``"phi=0.7, p=50662.5"``, for error messages."""
+        parts = []
+        for f in dataclasses.fields(self):
+            if f.name not in _CONSTANTS or isinstance(getattr(self, f.name), jax.core.Tracer):
+                continue
+            v = np.asarray(getattr(self, f.name))
+            if f.name == "phi" or not np.allclose(v, f.default, rtol=1e-12, atol=0.0):
+                parts.append(f"{_display(f.name)}={v.tolist():g}" if v.ndim == 0 else f"{_display(f.name)}={v.tolist()}")
+        return ", ".join(parts)
 
     def replace(self, **changes) -> "FreelyPropagating":
         """A copy with some fields changed (``"lambda"`` is accepted for ``lam``)."""
@@ -141,6 +186,9 @@ class FreelyPropagating(eqx.Module):
 # --------------------------------------------------------------------------------------
 # reference solver: Newton on second-order finite differences, T(x) and s_L together
 # --------------------------------------------------------------------------------------
+_CONSTANTS = tuple(f.name for f in dataclasses.fields(FreelyPropagating) if f.name != "allow_extrapolation")
+
+
 class FlameSolution(eqx.Module):
     """A converged flame. ``x`` [m] is the finest grid, ``T`` [K], ``u`` [m/s],
     ``rho`` [kg/m^3], ``Y_F`` [-], ``omega`` [kg/m^3/s] on it; ``s_L`` [m/s];
@@ -163,7 +211,9 @@ class FlameSolution(eqx.Module):
 
 
 class NewtonFailed(RuntimeError):
-    """The reference Newton solve did not converge."""
+    """The reference solver found no flame: Newton did not converge, or it converged to a
+    solution that is not a flame burning inside the domain. The message names the case's
+    constants."""
 
 
 def _residual(case, T, s):
@@ -305,8 +355,10 @@ def solve_reference(
     NumPy arrays (then not differentiable).
 
     Raises:
-        NewtonFailed: when Newton stalls (the message gives the residual reached) or the
-            grid refinement does not converge within ``max_refinements`` doublings.
+        NewtonFailed: when Newton stalls (the message gives the residual reached), the
+            grid refinement does not converge within ``max_refinements`` doublings, or the
+            converged solution is no flame inside ``[0, L]`` (``T(L)`` below 95% of the
+            rise to ``T_max``); the message names the case's non-default constants.
     """
     if not isinstance(case, FreelyPropagating):
         raise TypeError(f"solve_reference expects a flame.FreelyPropagating case, got {type(case).__name__}.")
@@ -337,9 +389,10 @@ def solve_reference(
         res = float(jnp.sqrt(jnp.mean(F[1:] ** 2) + g**2))
         if not (float(upd) <= newton_tol and np.isfinite(res)):
             raise NewtonFailed(
-                f"flame.solve_reference: Newton did not converge on {n} points after {int(k)} "
-                f"iterations (last relative update {float(upd):.2e}, residual norm {res:.3e}, "
-                f"s_L = {float(s):.6g} m/s). Try another s_L_guess or a finer n_grid."
+                f"flame.solve_reference: Newton did not converge for {host.describe()} on {n} points "
+                f"after {int(k)} iterations (last relative update {float(upd):.2e}, residual norm {res:.3e}, "
+                f"s_L = {float(s):.6g} m/s). These constants may have no flame in the model (see "
+                "FreelyPropagating); else try another s_L_guess or a finer n_grid."
             )
         speeds.append(float(s))
         steps.append(int(k))
@@ -347,8 +400,17 @@ def solve_reference(
             break
     else:
         raise NewtonFailed(
-            f"flame.solve_reference: s_L still changed by {abs(speeds[-1] - speeds[-2]) / speeds[-1]:.2e} "
-            f"(relative) after {max_refinements} grid doublings ({n} points); raise max_refinements."
+            f"flame.solve_reference: for {host.describe()}, s_L still changed by "
+            f"{abs(speeds[-1] - speeds[-2]) / speeds[-1]:.2e} (relative) after {max_refinements} grid doublings "
+            f"({n} points); raise max_refinements."
+        )
+    rise = (float(T[-1]) - float(host.T_in)) / (float(host.T_max) - float(host.T_in))
+    if rise < 0.95:  # measured: >= 0.989 for flames inside the domain, <= 0.81 otherwise
+        raise NewtonFailed(
+            f"flame.solve_reference: for {host.describe()} the converged solution is not a flame burning "
+            f"inside the domain [0, {float(host.L):g}] m: T(L) reaches only {100 * rise:.0f}% of the rise to "
+            f"T_max = {float(host.T_max):.0f} K (s_L = {float(s):.4g} m/s). The flame is thicker than the domain "
+            "or ignites at the inlet: these constants are outside the model's range."
         )
     T, s = _solve_grid(case, T, s, newton_tol, max_newton)  # differentiable in ``case``; one step
     x = jnp.linspace(0.0, 1.0, n) * case.L
@@ -379,7 +441,7 @@ PAPER_PHI_CASES = [(p, phi) for p in (1.0, 1.2) for phi in (0.40, 0.42, 0.44, 0.
 # Raw trainable value = physical value * scale, so every unknown is O(1) (the paper's scales).
 _SCALES = {"s_L": 1.0, "lam": 10.0, "Ea": 1e-6}
 _PAPER_INIT = {"s_L": 0.4, "lam": 0.03, "Ea": 1.5e5}
-_UNKNOWN_NAMES = ("s_L",) + tuple(f.name for f in dataclasses.fields(FreelyPropagating))
+_UNKNOWN_NAMES = ("s_L",) + _CONSTANTS
 
 
 def _display(name):

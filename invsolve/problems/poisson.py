@@ -14,6 +14,7 @@ else float32. Units: ``kappa`` [conductivity], ``f`` [source per volume], ``u`` 
 from __future__ import annotations
 
 import dataclasses
+import operator as _op
 from typing import Any, ClassVar, Sequence
 
 import equinox as eqx
@@ -22,7 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._linop import AbstractLinearOperator
-from .._problem import GaussianNoise, HasForward, HasResidual, LinearSystem, directional_derivatives
+from .._problem import (GaussianNoise, HasForward, HasResidual, LinearSystem, check_finite_data, check_memory,
+                        directional_derivatives, real_number)
 
 BOUNDARY_TYPES = ("dirichlet", "neumann")
 
@@ -34,14 +36,37 @@ def _is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
-def _check_shape(shape) -> tuple[int, ...]:
+def _integer(n) -> int | None:
+    """``n`` as an int if it is one (a Python or NumPy integer, not a bool), else None."""
+    if isinstance(n, (bool, np.bool_)):
+        return None
     try:
-        shape = tuple(int(n) for n in shape)
+        return _op.index(n)
     except TypeError:
-        raise ValueError(f"shape must be a tuple of 2 or 3 positive integers, got {shape!r}.") from None
+        return None
+
+
+def _check_shape(shape) -> tuple[int, ...]:
+    """2 or 3 positive integers (``8.5`` or ``8.0`` are refused, not truncated)."""
+    msg = f"shape must be a tuple of 2 or 3 positive integers, got {shape!r}"
+    try:
+        entries = tuple(shape)
+    except TypeError:
+        raise ValueError(msg + ".") from None
+    shape = tuple(_integer(n) for n in entries)
+    bad = [e for e, n in zip(entries, shape) if n is None]
+    if bad:
+        raise ValueError(f"{msg}: {bad[0]!r} is not an integer.")
     if len(shape) not in (2, 3) or min(shape) < 1:
-        raise ValueError(f"shape must be a tuple of 2 or 3 positive integers, got {shape!r}.")
+        raise ValueError(msg + ".")
     return shape
+
+
+def _check_grid_memory(what, shape, n_arrays):
+    """Refuse a grid whose ``n_arrays`` main arrays (float, one value per cell) would not fit
+    in memory, before anything is allocated."""
+    n_bytes = n_arrays * float(np.prod(shape, dtype=float)) * jnp.dtype(jnp.result_type(float)).itemsize
+    check_memory(f"{what} on a {shape} grid", n_bytes, "use a smaller shape")
 
 
 def _check_field(name, value, shape, *, positive=False, dtype=None):
@@ -221,6 +246,7 @@ def operator(
     """
     shape = _check_shape(shape)
     nd = len(shape)
+    _check_grid_memory("poisson.operator", shape, nd + 2)  # kappa, the face coefficients, the result of mv
     sides = _check_bc(bc, nd)
     kappa = _check_field("kappa", kappa, shape, positive=True)
     L = np.broadcast_to(np.asarray(lengths, dtype=float), (nd,))
@@ -311,8 +337,7 @@ class PoissonInverse(HasForward):
                 f"y_obs has shape {tuple(self.y_obs.shape)}, expected {tuple(expected)} "
                 f"({'one value per sensor' if self.sensors is not None else 'the grid shape'})."
             )
-        if _is_concrete(self.y_obs) and not np.all(np.isfinite(np.asarray(self.y_obs))):
-            raise ValueError("y_obs contains NaN or infinite values; remove or impute them first.")
+        check_finite_data("PoissonInverse", "y_obs", self.y_obs)
         if tuple(self.theta0.shape) != tuple(self.shape):
             raise ValueError(f"theta0 has shape {tuple(self.theta0.shape)}, expected {self.shape}.")
 
@@ -349,6 +374,7 @@ def smooth_field(key, shape, n_bumps: int = 3, width: float = 0.2):
     shape = _check_shape(shape)
     kc, kw, ka = jax.random.split(key, 3)
     d = len(shape)
+    _check_grid_memory("poisson.smooth_field", shape, 2 * n_bumps + 2 * d + 1)
     centres = jax.random.uniform(kc, (n_bumps, d), minval=0.25, maxval=0.75)
     widths = width * jax.random.uniform(kw, (n_bumps,), minval=0.8, maxval=1.2)
     amps = jax.random.uniform(ka, (n_bumps,), minval=0.5, maxval=1.0)
@@ -404,7 +430,8 @@ def _sensors(key, n_sensors, shape, obstacles):
 
 def _build(unknown, shape, n_sensors, noise, key, kappa, source, bc, obstacles, lengths, theta_true,
            x_true, theta0, linear_solver):
-    if not (isinstance(noise, (int, float)) and np.isfinite(noise) and noise > 0):
+    level = real_number(noise)
+    if level is None or not (np.isfinite(level) and level > 0):
         raise ValueError(f"noise must be a positive relative noise level such as 0.01, got {noise!r}.")
     k_sens, k_noise = jax.random.split(key)
     sensors = _sensors(k_sens, n_sensors, shape, obstacles)
@@ -453,6 +480,7 @@ def source_identification(
         bc, obstacles, lengths: see `operator`.
     """
     shape = _check_shape(shape)
+    _check_grid_memory("poisson.source_identification", shape, len(shape) + 12)  # operator, fields, data, CG vectors
     k_truth, k_rest = jax.random.split(key)
     kappa = _check_field("kappa", kappa, shape, positive=True)
     f = smooth_field(k_truth, shape) if source is None else _check_field("source", source, shape)
@@ -491,6 +519,7 @@ def coefficient_identification(
         bc, obstacles, lengths: see `operator`.
     """
     shape = _check_shape(shape)
+    _check_grid_memory("poisson.coefficient_identification", shape, len(shape) + 12)  # operator, fields, data, CG vectors
     k_truth, k_rest = jax.random.split(key)
     kappa = 1.0 + smooth_field(k_truth, shape, n_bumps=2, width=0.2) if kappa is None else kappa
     kappa = _check_field("kappa", kappa, shape, positive=True)

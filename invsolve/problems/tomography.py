@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._linop import AbstractLinearOperator
-from .._problem import GaussianNoise, LinearInverse
+from .._problem import GaussianNoise, LinearInverse, check_memory, check_value, real_number
 
 MODELS = ("joseph", "rotate")
 FILTERS = ("ramp", "shepp-logan", "cosine", "hann", "hamming", None)
@@ -47,15 +47,27 @@ def _check_size(size) -> int:
     return int(size)
 
 
+MAX_ANGLE = 2 * np.pi * (1 + 1e-6)  # |angle| above this is not radians (degrees, most likely)
+
+
 def _check_angles(angles) -> jax.Array:
+    """A 1D float array of finite angles in radians, ``|angle| <= 2 pi`` (checked with
+    `eqx.error_if` when traced)."""
     a = jnp.asarray(angles)
     if a.ndim != 1 or a.shape[0] < 1:
         raise ValueError(f"angles must be a 1D array of projection angles in radians, got shape {a.shape}.")
     if not jnp.issubdtype(a.dtype, jnp.floating):
         a = a.astype(jnp.result_type(float))
-    if not isinstance(a, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(a))):
-        raise ValueError("angles contain NaN or infinite values.")
-    return a
+    a = check_value(a, ~jnp.all(jnp.isfinite(a)), "angles contain NaN or infinite values")
+    return check_value(a, jnp.max(jnp.abs(a)) > MAX_ANGLE,
+                       "angles must be in radians, each |angle| <= 2 pi (degrees? pass np.deg2rad(angles))",
+                       got=lambda: f"a largest |angle| of {float(jnp.max(jnp.abs(a))):g}")
+
+
+def _as_float(x, dtype):
+    """Integer and boolean input becomes ``dtype`` (the operator's float dtype); float and
+    complex input keeps its own dtype."""
+    return x if jnp.issubdtype(x.dtype, jnp.inexact) else x.astype(dtype)
 
 
 def _check_image(x, size, name="image"):
@@ -65,6 +77,14 @@ def _check_image(x, size, name="image"):
     if size is not None and x.shape[-1] != size:
         raise ValueError(f"{name} has side {x.shape[-1]}, but the operator was built for size {size}.")
     return x
+
+
+def _check_fits(op):
+    """Refuse a geometry whose image and sinogram would not fit in memory."""
+    n = 1 if op.slices is None else op.slices
+    itemsize = jnp.dtype(op.dtype).itemsize
+    check_memory(f"a {type(op).__name__} of size {op.size} ({n} slice(s), {op.sino_shape[0]} angles)",
+                 n * (op.size**2 + op.sino_shape[0] * op.n_detectors) * itemsize, "use a smaller size")
 
 
 # --------------------------------------------------------------------------------------
@@ -177,11 +197,11 @@ class _AbstractProjector(AbstractLinearOperator):
         return jax.vmap(lambda xi: self._batched(fn, xi, core_ndim))(x)
 
     def mv(self, x):
-        x = _check_image(x, self.size)
+        x = _as_float(_check_image(x, self.size), self.dtype)
         return self._batched(self._forward, x, 2)
 
     def rmv(self, s):
-        s = jnp.asarray(s)
+        s = _as_float(jnp.asarray(s), self.dtype)
         if s.ndim < 2 or s.shape[-2:] != self.sino_shape:
             raise ValueError(
                 f"the sinogram has shape {tuple(s.shape)}; expected (..., {self.sino_shape[0]}, "
@@ -280,6 +300,7 @@ class ParallelBeam(_AbstractProjector):
             raise ValueError(f"unknown projector model {model!r}; expected one of {MODELS}.")
         self.model = model
         self.slices = slices
+        _check_fits(self)
 
     def _forward(self, x):
         if self.model == "rotate":
@@ -352,6 +373,7 @@ class FanBeam(_AbstractProjector):
         self.source_distance, self.detector_distance = dso, dod
         self.detector, self.detector_spacing = detector, float(detector_spacing)
         self.slices = slices
+        _check_fits(self)
 
     def fan_angles(self, dtype=None):
         """The angle ``gamma`` of each bin's ray to the central ray, shape ``(n_detectors,)``."""
@@ -488,6 +510,7 @@ def fbp(problem_or_sinogram, op=None, filter: str | None = "ramp"):
         raise ValueError(f"unknown filter {filter!r}; expected one of {FILTERS}.")
     if not isinstance(op, (ParallelBeam, FanBeam)):
         raise TypeError(f"fbp needs a ParallelBeam or FanBeam operator, got {type(op).__name__}.")
+    sino = _as_float(sino, op.dtype)
     if tuple(sino.shape[-2:]) != op.sino_shape:
         raise ValueError(f"the sinogram has shape {tuple(sino.shape)}; the geometry expects (..., {op.sino_shape[0]}, "
                          f"{op.sino_shape[1]}).")
@@ -516,11 +539,19 @@ def _geometry(x, angles, geometry, **kw):
     raise ValueError(f"unknown geometry {geometry!r}; expected 'parallel' or 'fan'.")
 
 
+def _finite_truth(x):
+    """The true image as a float array; NaN or infinite pixels are refused (they would
+    make the data non-finite)."""
+    x = jnp.asarray(x, jnp.result_type(float))
+    return check_value(x, ~jnp.all(jnp.isfinite(x)), "the true image x contains NaN or infinite values; it must be finite")
+
+
 def relative_gaussian(x, op, noise, key):
     """``y = A x + sigma e`` with ``sigma = noise * rms(A x)`` (``noise`` relative, >= 0)."""
-    if not (isinstance(noise, (int, float)) and np.isfinite(noise) and noise >= 0):
+    level = real_number(noise)
+    if level is None or not (np.isfinite(level) and level >= 0):
         raise ValueError(f"noise must be a non-negative relative noise level such as 0.01, got {noise!r}.")
-    x = jnp.asarray(x, jnp.result_type(float))
+    x = _finite_truth(x)
     clean = op.mv(x)
     sigma = noise * jnp.sqrt(jnp.mean(clean**2))
     y = clean + sigma * jax.random.normal(key, clean.shape, clean.dtype)
@@ -565,13 +596,16 @@ def low_dose(x, n_angles: int = 180, photons: float = 1e4, *, key, max_attenuati
     Gaussian approximation ``sigma = 1 / (mu sqrt(photons exp(-mu y_clean)))`` per ray
     (weighted least squares).
     """
-    if not (isinstance(photons, (int, float)) and np.isfinite(photons) and photons > 0):
+    count, att = real_number(photons), real_number(max_attenuation)
+    if count is None or not (np.isfinite(count) and count > 0):
         raise ValueError(f"photons (incident counts per ray, I0) must be positive, got {photons!r}.")
-    if not (np.isfinite(max_attenuation) and max_attenuation > 0):
+    if att is None or not (np.isfinite(att) and att > 0):
         raise ValueError(f"max_attenuation must be positive, got {max_attenuation!r}.")
+    if not isinstance(n_angles, (int, np.integer)) or n_angles < 1:
+        raise ValueError(f"n_angles must be a positive integer, got {n_angles!r}.")
     angles = jnp.linspace(0.0, np.pi if geometry == "parallel" else 2 * np.pi, n_angles, endpoint=False)
     op = _geometry(x, angles, geometry, **geometry_kw)
-    x = jnp.asarray(x, jnp.result_type(float))
+    x = _finite_truth(x)
     clean = op.mv(x)
     mu = max_attenuation / jnp.max(clean)
     expected = photons * jnp.exp(-mu * clean)

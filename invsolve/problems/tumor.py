@@ -16,7 +16,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._problem import HasResidual, HasSimulator, directional_derivatives
+from .._problem import HasResidual, HasSimulator, check_value, directional_derivatives, real_number
+
+
+def _positive(owner, name, unit=""):
+    """A field converter: the value as an array, refused unless positive and finite
+    (``ValueError`` when concrete, `eqx.error_if` when traced)."""
+
+    def convert(v):
+        v = jnp.asarray(v)
+        return check_value(v, ~jnp.all(jnp.isfinite(v) & (v > 0)),
+                           f"{owner}: {name} must be positive and finite{unit}", got=lambda: repr(np.asarray(v).tolist()))
+
+    return convert
 
 
 def travelling_wave(x, t, D, rho):
@@ -36,8 +48,8 @@ class FisherKPP1D(HasResidual):
     """
 
     n_out: ClassVar[int] = 1
-    D: jax.Array = eqx.field(default=1.0, converter=jnp.asarray)
-    rho: jax.Array = eqx.field(default=1.0, converter=jnp.asarray)
+    D: jax.Array = eqx.field(default=1.0, converter=_positive("FisherKPP1D", "D"))
+    rho: jax.Array = eqx.field(default=1.0, converter=_positive("FisherKPP1D", "rho"))
     x_min: float = eqx.field(static=True, default=-10.0)
     x_max: float = eqx.field(static=True, default=10.0)
     t_end: float = eqx.field(static=True, default=2.0)
@@ -46,10 +58,6 @@ class FisherKPP1D(HasResidual):
     n_eval: int = eqx.field(static=True, default=41)
 
     def __check_init__(self):
-        for name in ("D", "rho"):
-            v = getattr(self, name)
-            if not isinstance(v, jax.core.Tracer) and not np.all(np.asarray(v) > 0):
-                raise ValueError(f"FisherKPP1D: {name} must be positive, got {v!r}.")
         if not (self.x_max > self.x_min and self.t_end > 0):
             raise ValueError("FisherKPP1D: need x_max > x_min and t_end > 0.")
 
@@ -271,27 +279,24 @@ def _integrate_bwd(n, res, g):
 _integrate.defvjp(_integrate_fwd, _integrate_bwd)
 
 
+def _relative_origin(o):
+    o = jnp.asarray(o)
+    msg = "Params: origin must be relative coordinates, a 1D array with each entry in [0, 1]"
+    if o.ndim != 1:
+        raise ValueError(f"{msg}; got shape {o.shape}.")
+    return check_value(o, ~jnp.all((o >= 0) & (o <= 1)), msg, got=lambda: repr(np.asarray(o).tolist()))
+
+
 class Params(eqx.Module):
     """Tumour parameters. ``D_white`` [mm^2/day] (white-matter diffusivity; grey matter has a
     tenth), ``rho`` [1/day] (proliferation), ``origin`` (seed position in relative grid
     coordinates, each in [0, 1]), ``t_end`` [days] (time from seeding to the scan).
     ``lam = sqrt(D_white / rho)`` [mm] and ``mu = rho t_end`` are what one scan identifies."""
 
-    D_white: jax.Array = eqx.field(converter=jnp.asarray)
-    rho: jax.Array = eqx.field(converter=jnp.asarray)
-    origin: jax.Array = eqx.field(converter=jnp.asarray)
-    t_end: jax.Array = eqx.field(converter=jnp.asarray)
-
-    def __check_init__(self):
-        if not _concrete(self):
-            return
-        for name, unit in (("D_white", "mm^2/day"), ("rho", "1/day"), ("t_end", "days")):
-            v = np.asarray(getattr(self, name))
-            if not (np.all(np.isfinite(v)) and np.all(v > 0)):
-                raise ValueError(f"Params: {name} must be positive [{unit}], got {v!r}.")
-        o = np.asarray(self.origin)
-        if o.ndim != 1 or not np.all((o >= 0) & (o <= 1)):
-            raise ValueError(f"Params: origin must be relative coordinates, each in [0, 1], got {o!r}.")
+    D_white: jax.Array = eqx.field(converter=_positive("Params", "D_white", " [mm^2/day]"))
+    rho: jax.Array = eqx.field(converter=_positive("Params", "rho", " [1/day]"))
+    origin: jax.Array = eqx.field(converter=_relative_origin)
+    t_end: jax.Array = eqx.field(converter=_positive("Params", "t_end", " [days]"))
 
     @property
     def lam(self):
@@ -486,8 +491,11 @@ def segment(u, thresholds=(0.2, 0.6), *, noise: float = 0.0, key=None):
     ``noise > 0`` jitters each voxel's thresholds by ``noise * N(0, 1)`` (boundary noise:
     only voxels with ``u`` near a threshold can flip); it needs ``key``."""
     lo, hi = _check_thresholds(thresholds)
+    level = real_number(noise)
+    if level is None or not (math.isfinite(level) and level >= 0):
+        raise ValueError(f"segment: noise (threshold jitter) must be a non-negative number such as 0.02, got {noise!r}.")
     th = jnp.asarray([lo, hi], u.dtype).reshape((2,) + (1,) * u.ndim)
-    if noise:
+    if level:
         if key is None:
             raise ValueError("segment: noise > 0 needs key=jax.random.key(...).")
         th = th + noise * jax.random.normal(key, (2, *u.shape), u.dtype)

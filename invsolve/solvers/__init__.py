@@ -1,14 +1,17 @@
-"""Solvers: interchangeable methods, each an `AbstractSolver` run by `invsolve.solve`."""
+"""Solvers: interchangeable methods, each an `AbstractSolver` run by `invsolve.solve`.
+
+The Krylov solvers and preconditioners live on the linear-algebra floor (`invsolve.linalg`)
+and are re-exported here.
+"""
 
 from . import dcdm, diffusion
 from .database import DatabaseQuery, Refined
 from .dcdm import DCDM
 from .diffusion import DPS, DiffusionMBIR, REDDiff, ScoreSDE
-from .krylov import CG, PCG, Identity, Jacobi, AbstractPreconditioner
-from .linear_ls import CGLS, ChambollePock, Landweber
+from ..linalg import CG, CGLS, PCG, AbstractPreconditioner, Identity, Jacobi, Multigrid
+from .linear_ls import ChambollePock, Landweber
 from .map import GradientMAP
 from .mcmc import NUTS
-from .multigrid import Multigrid
 from .pinn import PINN
 from .pnp import PnPADMM, PnPPGD
 

@@ -4,7 +4,6 @@ parameter sets once, then answer each new case by nearest-neighbour search."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any, ClassVar
 
@@ -17,7 +16,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from .._problem import HasSimulator
 from .._solution import RESULTS, Estimate
 from .._solver import AbstractSolver, check_nonneg
-from ..io import atomic_savez
+from .._hostrun import HostRun
+from ..io import CheckpointError, atomic_savez, fingerprint, read_npz
 
 
 class QueryState(eqx.Module):
@@ -109,32 +109,23 @@ class DatabaseQuery(AbstractSolver):
         n_feat = int(jax.eval_shape(problem.features, problem.theta_from_unit(jnp.asarray(unit[0]))).shape[0])
         feats = np.zeros((n, n_feat), np.float16)
         done, elapsed = 0, 0.0
-        if path is not None and os.path.exists(path):
-            with np.load(path) as z:
-                meta = json.loads(bytes(z["meta"]).decode())
-                if meta["signature"] == sig and np.array_equal(z["unit"], unit):
-                    done, elapsed = int(meta["done"]), float(meta["build_time_s"])
-                    feats[:done] = z["features"][:done]
-                else:
-                    raise ValueError(f"DatabaseQuery.build: {path} holds a bank for another problem, size or key; "
-                                     "delete it or choose another path.")
+        run = HostRun("DatabaseQuery.build", path=path, fingerprint=fingerprint(sig, np.asarray(unit, np.float32)), every_s=save_every_s,
+                      progress=progress, what="bank")
+        saved = run.load()  # a file for another problem, size or key is refused
+        if saved is not None:
+            meta, arrays = saved
+            done, elapsed = int(meta["done"]), float(meta["build_time_s"])
+            feats[:done] = arrays["features"][:done]
         mesh = Mesh(np.array(devices), ("batch",))
         shard = NamedSharding(mesh, PartitionSpec("batch"))
         sim = jax.jit(jax.vmap(lambda z: problem.features(problem.theta_from_unit(z))),
                       in_shardings=shard, out_shardings=shard)
-        show = progress if progress is not None else (os.isatty(2))
-        bar = None
-        if show:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=n, initial=done, desc="DatabaseQuery.build", unit="sim", dynamic_ncols=True)
 
         def save():
             meta = {"signature": sig, "done": done, "build_time_s": elapsed, "k": k}
-            atomic_savez(path, meta, unit=unit, features=feats[:max(done, 1)] if done < n else feats)
+            run.save(meta, {"unit": unit, "features": feats[:max(done, 1)] if done < n else feats})
 
-        last_save = time.perf_counter()
-        try:
+        with run.start(n, done, unit="sim"):
             while done < n:
                 t0 = time.perf_counter()
                 stop = min(n, done + batch_size)
@@ -144,32 +135,30 @@ class DatabaseQuery(AbstractSolver):
                 out = np.asarray(sim(jax.device_put(zb, shard)))
                 feats[done:stop] = out[: stop - done]
                 elapsed += time.perf_counter() - t0
-                if bar is not None:
-                    bar.update(stop - done)
+                run.advance(stop - done)
                 done = stop
-                if path is not None and (time.perf_counter() - last_save > save_every_s or done == n):
+                if run.due() or done == n:
                     save()
-                    last_save = time.perf_counter()
-        finally:
-            if bar is not None:
-                bar.close()
         return cls(jnp.asarray(unit), jnp.asarray(feats), sig, k=int(k), build_time_s=float(elapsed))
 
     def save(self, path) -> None:
         """Write the bank to ``path`` (``.npz``: unit coordinates, features, signature)."""
-        meta = {"signature": self.signature, "done": self.n, "build_time_s": self.build_time_s, "k": self.k}
+        meta = {"signature": self.signature, "done": self.n, "build_time_s": self.build_time_s, "k": self.k,
+                "fingerprint": fingerprint(self.signature, np.asarray(self.unit, np.float32))}
         atomic_savez(path, meta, unit=np.asarray(self.unit), features=np.asarray(self.features))
 
     @classmethod
     def load(cls, path, k: int | None = None) -> "DatabaseQuery":
         """Read a bank written by `save` or `build` (a partial build cannot be queried)."""
-        with np.load(path) as z:
-            meta = json.loads(bytes(z["meta"]).decode())
-            if int(meta["done"]) < z["unit"].shape[0]:
-                raise ValueError(f"DatabaseQuery.load: {path} holds an unfinished build ({meta['done']} of "
-                                 f"{z['unit'].shape[0]}); run DatabaseQuery.build with the same arguments to finish it.")
-            return cls(jnp.asarray(z["unit"]), jnp.asarray(z["features"]), meta["signature"],
-                       k=int(meta["k"] if k is None else k), build_time_s=float(meta["build_time_s"]))
+        meta, z = read_npz(path, "bank")
+        if not {"unit", "features"} <= set(z) or not {"done", "signature", "k", "build_time_s"} <= set(meta):
+            raise CheckpointError(f"bank {path} is not a DatabaseQuery bank (no unit/features arrays or metadata); "
+                                  "build one with DatabaseQuery.build.")
+        if int(meta["done"]) < z["unit"].shape[0]:
+            raise ValueError(f"DatabaseQuery.load: {path} holds an unfinished build ({meta['done']} of "
+                             f"{z['unit'].shape[0]}); run DatabaseQuery.build with the same arguments to finish it.")
+        return cls(jnp.asarray(z["unit"]), jnp.asarray(z["features"]), meta["signature"],
+                   k=int(meta["k"] if k is None else k), build_time_s=float(meta["build_time_s"]))
 
     # --- the solver -----------------------------------------------------------------------
     def prepare(self, problem):
@@ -229,10 +218,12 @@ def _best_theta(db, problem):
 
 class Refined(AbstractSolver):
     """`DatabaseQuery.refine`: query the bank, then run ``solver`` from the best entry. Its
-    ``requires`` are the union of both; `prepare` does the query (on the host, once)."""
+    ``requires`` are the union of both; `prepare` does the query (on the host) and returns a
+    `Refined` whose inner solver starts from the match, so preparing it again does nothing."""
 
     database: DatabaseQuery
     solver: Any
+    ready: bool = eqx.field(default=False, static=True)
 
     @property
     def requires(self):
@@ -247,21 +238,27 @@ class Refined(AbstractSolver):
         return getattr(self.solver, "max_steps", None)
 
     def prepare(self, problem):
+        if self.ready:
+            return self
         db = self.database.prepare(problem)
         theta = _best_theta(db, problem)
-        return eqx.tree_at(lambda s: s.theta0, self.solver, theta, is_leaf=lambda x: x is None).prepare(problem)
+        inner = eqx.tree_at(lambda s: s.theta0, self.solver, theta, is_leaf=lambda x: x is None).prepare(problem)
+        return Refined(db, inner, ready=True)
 
     def default_max_steps(self, problem):
         return self.solver.default_max_steps(problem)
 
     def init(self, problem, key):
-        return self.prepare(problem).init(problem, key)
+        return self.prepare(problem).solver.init(problem, key)
 
     def step(self, problem, state):
         return self.solver.step(problem, state)
 
     def terminate(self, problem, state):
         return self.solver.terminate(problem, state)
+
+    def check_result(self, problem, state, result):
+        return self.solver.check_result(problem, state, result)
 
     def postprocess(self, problem, state):
         return self.solver.postprocess(problem, state)

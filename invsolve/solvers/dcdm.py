@@ -26,9 +26,7 @@ on them and never touches them again.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
-from pathlib import Path
 from typing import Any, ClassVar
 
 import equinox as eqx
@@ -37,15 +35,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from scipy.linalg import eigh_tridiagonal
 
+from .. import weights
+from .._batch import data_parallel
 from .._problem import HasLinearOperator
 from .._solution import Estimate
-from .._solver import AbstractSolver, check_nonneg
+from .._solver import AbstractSolver, check_nonneg, key_optimizer
+from .._train import fit
+from ..linalg.krylov import krylov_terminate, vdot
 from ..nn import ConvUNet
-from .krylov import krylov_terminate
-
-WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
-PRETRAINED = {"poisson2d-64": "dcdm-poisson2d-64.npz", "poisson3d-32": "dcdm-poisson3d-32.npz"}
 
 
 def _fluid(A) -> jax.Array:
@@ -105,34 +104,24 @@ class DCDMModel(eqx.Module):
         return int(sum(np.size(x) for x in jax.tree.leaves(self.params)))
 
     def save(self, path) -> None:
-        """Write the weights and configuration to ``path`` (``.npz``)."""
-        from ..io import atomic_savez
-
-        leaves = [np.asarray(x) for x in jax.tree.leaves(self.params)]
-        meta = {"ndim": self.ndim, "config": list(self.config), "info": dict(self.info)}
-        atomic_savez(path, meta, **{f"w{i}": a for i, a in enumerate(leaves)})
+        """Write the weights and configuration to ``path`` (``.npz``; `invsolve.weights.save`)."""
+        weights.save(path, self, ndim=self.ndim, config=list(self.config))
 
     @classmethod
     def load(cls, path) -> "DCDMModel":
-        """Read a model written by `save`."""
-        with np.load(path) as z:
-            meta = json.loads(bytes(z["meta"]).decode())
-            like = cls.init(int(meta["ndim"]), jax.random.key(0), *meta["config"])
-            leaves, treedef = jax.tree.flatten(like.params)
-            new = [jnp.asarray(z[f"w{i}"]) for i in range(len(leaves))]
-        if [x.shape for x in new] != [x.shape for x in leaves]:
-            raise ValueError(f"DCDMModel.load: {path} does not match the network configuration it names.")
-        info = tuple(sorted((k, v if not isinstance(v, list) else tuple(v)) for k, v in meta["info"].items()))
-        return dataclasses.replace(like, params=jax.tree.unflatten(treedef, new), info=info)
+        """Read a model written by `save` (`invsolve.weights.load`)."""
+        return weights.load(path, lambda meta: cls.init(int(meta["ndim"]), jax.random.key(0), *meta["config"]),
+                            "DCDMModel")
+
+    @classmethod
+    def pretrained(cls, name: str) -> "DCDMModel":
+        """A model shipped with invsolve: ``"poisson2d-64"`` (trained on 64^2 grids) or
+        ``"poisson3d-32"`` (trained on 32^3 grids). ``invsolve/weights/MANIFEST.md`` gives the
+        command that trained each (`invsolve.recipes`) and its wall time."""
+        return weights.pretrained(cls, "dcdm", name)
 
 
-def pretrained(name: str) -> DCDMModel:
-    """A model shipped with invsolve: ``"poisson2d-64"`` (trained on 64^2 grids) or
-    ``"poisson3d-32"`` (trained on 32^3 grids). ``invsolve/weights/MANIFEST.md`` gives the
-    command that trained each and its wall time."""
-    if name not in PRETRAINED:
-        raise ValueError(f"no pretrained DCDM model {name!r}; available: {', '.join(sorted(PRETRAINED))}.")
-    return DCDMModel.load(WEIGHTS / PRETRAINED[name])
+pretrained = DCDMModel.pretrained  # dcdm.pretrained(name), as the README and notebooks call it
 
 
 # --------------------------------------------------------------------------------------
@@ -147,10 +136,6 @@ class DCDMState(eqx.Module):
     rnorm: jax.Array
     bnorm: jax.Array
     curvature_ok: jax.Array
-
-
-def _vdot(a, b):
-    return jnp.vdot(a, b).real
 
 
 class DCDM(AbstractSolver):
@@ -224,11 +209,11 @@ class DCDM(AbstractSolver):
         b = problem.y_obs
         q = jnp.asarray(self.model(s.r, _fluid(A)), b.dtype)
         for j in range(self.n_orthogonalize):  # modified Gram-Schmidt in the A-inner product
-            q = q - (_vdot(q, s.AP[j]) / s.pAp[j]) * s.P[j]
+            q = q - (vdot(q, s.AP[j]) / s.pAp[j]) * s.P[j]
         Aq = A.mv(q)
-        qAq = _vdot(q, Aq)
+        qAq = vdot(q, Aq)
         ok = jnp.isfinite(qAq) & (qAq > 0)
-        alpha = jnp.where(ok, _vdot(q, s.r) / jnp.where(ok, qAq, 1.0), 0.0)
+        alpha = jnp.where(ok, vdot(q, s.r) / jnp.where(ok, qAq, 1.0), 0.0)
         x = s.x + alpha * q
         r = b - A.mv(x)
         rnorm = jnp.linalg.norm(r)
@@ -282,8 +267,6 @@ def ritz_pairs(A, n_steps: int, key) -> tuple[np.ndarray, np.ndarray]:
     vector supported on the fluid cells (so solid cells, where ``A = I``, stay out).
     ``A.mv`` runs in the operator's dtype, the rest in float64 numpy; memory
     ``n_steps * A.size`` float64 numbers."""
-    from scipy.linalg import eigh_tridiagonal
-
     n_steps = int(min(n_steps, int(np.prod(A.in_shape))))
     v0 = jax.random.normal(key, A.in_shape, A.dtype) * _fluid(A)
     alpha, beta, Q = _lanczos(A, v0, n_steps)
@@ -365,9 +348,6 @@ def train(operators, optimizer: optax.GradientTransformation | None = None, n_ve
     data-parallel training, each batch split over this many devices (parameters replicated).
     Returns the `DCDMModel`.
     """
-    from .._batch import data_parallel
-    from .._train import fit
-
     replicate, shard = data_parallel(devices)
 
     ops = _family(operators)
@@ -405,63 +385,10 @@ def train(operators, optimizer: optax.GradientTransformation | None = None, n_ve
     carry = (model.params, optimizer.init(model.params), jnp.zeros((), jnp.int32))
     (params, _, _), all_losses, wall = fit(lambda c, k: update(c, data, stacked), carry, steps, name="dcdm.train",
                                            checkpoint=checkpoint, save_every_s=save_every_s, progress=progress,
-                                           place=replicate)
+                                           place=replicate, identity=(data, stacked, key, batch_size,
+                                                                      key_optimizer(optimizer, model.params).key))
     info = (("grid", "x".join(map(str, ops[0].in_shape))), ("n_operators", len(ops)), ("n_vectors", per_op * len(ops)),
             ("n_lanczos", n_lanczos), ("steps", steps), ("batch_size", batch_size),
             ("final_loss", float(np.mean(all_losses[-200:])) if all_losses.size else float("nan")),
             ("data_time_s", round(data_time, 1)), ("train_time_s", round(wall, 1)))
     return dataclasses.replace(model, params=params, info=info)
-
-
-# --------------------------------------------------------------------------------------
-# the recipes of the shipped models
-# --------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class Recipe:
-    """How a shipped model is trained (`train_recipe`): Dirichlet Poisson operators on
-    ``shape``, one without obstacles and ``n_layouts`` with `smoke_obstacles`, then `train`
-    with these settings and Adam (``lr``, cosine decay to ``lr / 100``)."""
-
-    shape: tuple[int, ...]
-    n_layouts: int
-    n_vectors: int
-    n_lanczos: int
-    steps: int
-    batch_size: int
-    features: int
-    levels: int
-    blocks: int
-    lr: float = 1e-3
-    seed: int = 0
-
-
-RECIPES = {
-    "poisson2d-64": Recipe((64, 64), n_layouts=7, n_vectors=16_000, n_lanczos=1500, steps=12_000,
-                           batch_size=10, features=16, levels=1, blocks=2),
-    "poisson3d-32": Recipe((32, 32, 32), n_layouts=3, n_vectors=4000, n_lanczos=1000, steps=2000,
-                           batch_size=4, features=8, levels=1, blocks=1),
-}
-
-
-def recipe_operators(recipe: Recipe) -> list:
-    """The training operators of a recipe (obstacle layouts from keys never used for tests)."""
-    from ..problems import poisson
-
-    key = jax.random.fold_in(jax.random.key(recipe.seed), 1000)
-    return [poisson.operator(recipe.shape)] + [
-        poisson.operator(recipe.shape, obstacles=poisson.smoke_obstacles(recipe.shape, jax.random.fold_in(key, i)))
-        for i in range(recipe.n_layouts)
-    ]
-
-
-def train_recipe(name: str, checkpoint=None, progress: bool | None = None, **overrides) -> DCDMModel:
-    """Train the shipped model ``name`` (a key of `RECIPES`) from scratch (or resume from
-    ``checkpoint``); ``overrides`` replace recipe fields (e.g. ``steps=100`` for a smoke test)."""
-    if name not in RECIPES:
-        raise ValueError(f"no DCDM recipe {name!r}; available: {', '.join(sorted(RECIPES))}.")
-    r = dataclasses.replace(RECIPES[name], **overrides)
-    opt = optax.adam(optax.cosine_decay_schedule(r.lr, max(r.steps, 1), alpha=1e-2))
-    model = train(recipe_operators(r), opt, r.n_vectors, jax.random.key(r.seed), n_lanczos=r.n_lanczos,
-                  steps=r.steps, batch_size=r.batch_size, features=r.features, levels=r.levels,
-                  blocks=r.blocks, checkpoint=checkpoint, progress=progress)
-    return dataclasses.replace(model, info=(("recipe", name), *model.info))

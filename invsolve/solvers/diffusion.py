@@ -28,8 +28,8 @@ import optax
 from .._problem import HasForward
 from .._solution import RESULTS, Estimate
 from .._solver import AbstractOptaxSolver, AbstractSolver, check_nonneg, key_optimizer
+from ..linalg.krylov import cg_fixed, cgls_fixed
 from ..priors.score import _check_steps, _clip, _pc_step, _times, ancestral
-from .pnp import _cg
 
 
 # --------------------------------------------------------------------------------------
@@ -41,27 +41,16 @@ def _check_prior(name, prior):
                         f"got {type(prior).__name__}.")
 
 
-def _cgls(J, JT, r, steps):
-    """``steps`` CGLS iterations for ``min ||J d - r||`` from ``d = 0``."""
-    s = JT(r)
-    d, p, gamma = jnp.zeros_like(s), s, jnp.vdot(s, s)
-    for _ in range(steps):
-        q = J(p)
-        qq = jnp.vdot(q, q)
-        alpha = jnp.where(qq > 0, gamma / jnp.where(qq > 0, qq, 1.0), 0.0)
-        d, r = d + alpha * p, r - alpha * q
-        s = JT(r)
-        g_new = jnp.vdot(s, s)
-        p = s + jnp.where(gamma > 0, g_new / jnp.where(gamma > 0, gamma, 1.0), 0.0) * p
-        gamma = g_new
-    return d
-
-
 def _linear_parts(problem, x):
     """``(J, J^T)`` of the forward model at ``x`` (the operator itself when it is linear)."""
     y, J = jax.linearize(problem.forward, x)
     JT = jax.linear_transpose(J, x)
     return J, lambda w: JT(w)[0]
+
+
+# A posterior sample's normalised chi-square is about 1; a run whose particles miss the data by
+# ten noise standard deviations per datum on average has not sampled the posterior.
+MISFIT_LIMIT = 100.0
 
 
 class DiffusionState(eqx.Module):
@@ -112,8 +101,16 @@ class _Diffusion(AbstractSolver):
 
     def terminate(self, problem, st):
         bad = ~jnp.all(jnp.isfinite(st.x))
-        done = (st.i >= self.n_steps) | bad
-        return done, jnp.where(bad, RESULTS.nonfinite, RESULTS.successful).astype(jnp.int32)
+        finished = st.i >= self.n_steps  # a fixed schedule: cut short, it has not sampled the posterior
+        result = jnp.where(bad, RESULTS.nonfinite, jnp.where(finished, RESULTS.successful, RESULTS.max_steps_reached))
+        return finished | bad, result.astype(jnp.int32)
+
+    def check_result(self, problem, st, result):
+        """A finished run whose particles do not fit the data (mean normalised chi-square
+        ``||(forward(x) - y) / sigma||^2 / m`` above `MISFIT_LIMIT`) reports
+        ``data_misfit``: e.g. an absurd guidance weight, which leaves a finite but wrong answer."""
+        chi2 = jnp.mean(jax.vmap(problem.normalized_chi2)(st.x))
+        return jnp.where((result == RESULTS.successful) & (chi2 > MISFIT_LIMIT), RESULTS.data_misfit, result)
 
     def postprocess(self, problem, st):
         x = jax.vmap(problem.constrain)(st.x)
@@ -233,7 +230,7 @@ class ScoreSDE(_Diffusion):
             J, JT = _linear_parts(problem, xi)
             A0, _ = _linear_parts(problem, zero)
             yt = a * y + s * A0(zi)
-            d = _cgls(J, JT, yt - problem.forward(xi), self.cg_steps)
+            d = cgls_fixed(J, JT, yt - problem.forward(xi), self.cg_steps)
             return xi + self.lam * d
 
         return jax.vmap(one)(x, jax.random.normal(key, x.shape, x.dtype))
@@ -281,7 +278,7 @@ class REDDiff(AbstractOptaxSolver, _Diffusion):
     def init(self, problem, key):
         x0 = jnp.asarray(problem.init_params())
         J, JT = _linear_parts(problem, x0)
-        mu = x0 + _cgls(J, JT, problem.y_obs - problem.forward(x0), self.init_cg_steps)
+        mu = x0 + cgls_fixed(J, JT, problem.y_obs - problem.forward(x0), self.init_cg_steps)
         mu = jnp.broadcast_to(mu, (self.n_samples, *mu.shape))
         return DiffusionState(mu, mu, jnp.zeros((), jnp.int32), key, self.optimizer.init(mu))
 
@@ -365,7 +362,7 @@ class DiffusionMBIR(_Diffusion):
             J, JT = _linear_parts(problem, xi)
             N = lambda v: JT(J(v)) + rho * _dzT(_dz(v), v.shape)
             b = JT(y - problem.forward(xi)) + rho * _dzT(zi - ui - _dz(xi), xi.shape)
-            xi = xi + _cg(N, b, self.cg_steps)
+            xi = xi + cg_fixed(N, b, self.cg_steps)
             v = _dz(xi) + ui
             zi = jnp.sign(v) * jnp.maximum(jnp.abs(v) - lam / rho, 0.0)
             return xi, zi, ui + _dz(xi) - zi

@@ -1,12 +1,11 @@
 """Iterative solvers for linear inverse problems ``y = A x + noise``, as step-wise solver objects.
 
-* `CGLS`: conjugate gradients on the (damped) normal equations, in the stable CGLS form.
 * `Landweber`: gradient descent on the least-squares misfit (SIRT-like), optionally projected
   onto ``x >= 0``.
 * `ChambollePock`: the primal-dual hybrid gradient method for least squares + isotropic total
   variation, optionally with ``x >= 0``.
 
-All three need only ``problem.operator()`` (``mv`` and ``transpose().mv``), so they work
+Both need only ``problem.operator()`` (``mv`` and ``transpose().mv``), so they work
 for any operator shapes, e.g. a CT projector mapping ``(N, N)`` images to
 ``(n_angles, n_det)`` sinograms. They start from ``x = 0`` and compute in the dtype of the
 data ``problem.y_obs`` (real floating point; operator outputs are cast to it).
@@ -35,186 +34,9 @@ import jax.numpy as jnp
 from .._problem import HasLinearOperator
 from .._solution import RESULTS, Estimate
 from .._solver import AbstractSolver, check_nonneg
+from ..linalg.least_squares import NORM_MARGIN, check_power_iterations, power_norm_sq, whiten
+from ..linalg.krylov import safe_div, vdot
 from ..priors import divergence, gradient, project_balls, tv_iso
-
-
-def _vdot(a, b):
-    return jnp.vdot(a, b).real
-
-
-def _safe_div(a, b):
-    """``a / b``, and 0 where ``b == 0`` (no NaN in either branch, so grad/vmap safe)."""
-    ok = b != 0
-    return jnp.where(ok, a / jnp.where(ok, b, 1), jnp.zeros((), jnp.result_type(a, b)))
-
-
-class _Whitened(eqx.Module):
-    """``A / sigma``, its transpose and ``y / sigma`` in the dtype of the data."""
-
-    A: object
-    At: object
-    w: jax.Array  # 1 / sigma, scalar or data-shaped
-    y: jax.Array  # whitened data
-
-    @property
-    def dtype(self):
-        return self.y.dtype
-
-    def mv(self, x):
-        return (self.A.mv(x) * self.w).astype(self.dtype)
-
-    def rmv(self, r):
-        return self.At.mv(r * self.w).astype(self.dtype)
-
-
-def _whiten(problem) -> _Whitened:
-    A = problem.operator()
-    y = jnp.asarray(problem.y_obs)
-    if not jnp.issubdtype(y.dtype, jnp.floating):
-        raise TypeError(f"linear least-squares solvers need real floating-point data, got dtype {y.dtype}.")
-    sigma = getattr(getattr(problem, "noise", None), "sigma", None)
-    w = jnp.ones((), y.dtype) if sigma is None else (1.0 / jnp.asarray(sigma)).astype(y.dtype)
-    return _Whitened(A, A.transpose(), w, y * w)
-
-
-def _start_vector(shape, dtype):
-    """The fixed start vector of the power iterations (unit norm, deterministic)."""
-    v = jax.random.normal(jax.random.key(0), shape, dtype)
-    return v / jnp.linalg.norm(v)
-
-
-# Power iteration approaches ||K|| from below, slowly when the top singular values cluster
-# (30 iterations: up to ~2% low); Chambolle-Pock needs tau sigma ||K||^2 < 1, so the estimate
-# is inflated by this margin (as is common practice, e.g. ODL's examples use 10%).
-_NORM_MARGIN = 1.05
-
-
-def _check_power_iterations(solver: str, n) -> None:
-    check_nonneg(f"{solver} power_iterations", n, integer=True, allow_none=False)
-    if int(n) < 1:
-        raise ValueError(f"{solver} power_iterations must be at least 1.")
-
-
-def power_norm_sq(normal, shape, dtype, iterations: int) -> jax.Array:
-    """Estimate ``lambda_max(M) = ||K||^2`` for ``M = K^T K`` given as ``normal(v) = M v``.
-
-    Power iteration from `_start_vector`; returns ``||M v_k||`` for the last unit vector
-    ``v_k``: a lower bound on ``||K||^2`` that converges to it.
-    """
-    v0 = _start_vector(shape, dtype)
-
-    def body(_, carry):
-        v, _ = carry
-        w = normal(v)
-        wn = jnp.linalg.norm(w)
-        return jnp.where(wn > 0, w / jnp.where(wn > 0, wn, 1), v), wn
-
-    _, est = jax.lax.fori_loop(0, int(iterations), body, (v0, jnp.zeros((), dtype)))
-    return est
-
-
-# --------------------------------------------------------------------------------------
-# CGLS
-# --------------------------------------------------------------------------------------
-class CGLSState(eqx.Module):
-    x: jax.Array
-    r: jax.Array  # y - A x (data shape)
-    s: jax.Array  # A^T r - damp^2 x, the normal-equation residual
-    p: jax.Array
-    gamma: jax.Array  # ||s||^2
-    snorm: jax.Array
-    s0norm: jax.Array  # ||A^T y||
-    ynorm: jax.Array
-    curvature_ok: jax.Array
-
-
-class CGLS(AbstractSolver):
-    """Conjugate gradients for least squares, ``min_x ||A x - y||^2 + damp^2 ||x||^2``.
-
-    Solves the normal equations ``(A^T A + damp^2 I) x = A^T y`` without forming
-    ``A^T A``: CG (Hestenes & Stiefel 1952) rewritten with the data residual ``r = y - A x``
-    updated recursively (the stable "CGLS" variant; Björck, *Numerical Methods for Least
-    Squares Problems*, SIAM 1996, Alg. 7.4.1; Paige & Saunders, ACM TOMS 8, 1982). From
-    ``x_0 = 0``, ``r_0 = y``, ``s_0 = p_0 = A^T y``, ``gamma_0 = ||s_0||^2``::
-
-        q = A p_k;   alpha = gamma_k / (||q||^2 + damp^2 ||p_k||^2)
-        x_{k+1} = x_k + alpha p_k;   r_{k+1} = r_k - alpha q
-        s_{k+1} = A^T r_{k+1} - damp^2 x_{k+1};   gamma_{k+1} = ||s_{k+1}||^2
-        p_{k+1} = s_{k+1} + (gamma_{k+1} / gamma_k) p_k
-
-    One ``A`` and one ``A^T`` application per iteration. For ``damp = 0`` and
-    rank-deficient ``A`` it converges to the minimum-norm least-squares solution.
-    Stopping early is itself a regularisation (semi-convergence, e.g. in CT): set a small
-    ``max_steps`` and ``rtol=None``. ``A`` and ``y`` are whitened by the noise sigma (see the
-    module docstring). Shapes: ``x`` has ``A.in_shape``, the data ``A.out_shape``; dtype of
-    the data.
-
-    Args:
-        rtol, atol: stop when ``||A^T r - damp^2 x|| <= max(rtol ||A^T y||, atol)``.
-            ``rtol=None``: run exactly ``max_steps`` steps and report success.
-        damp: Tikhonov damping (>= 0).
-        max_steps: iteration budget (None: 100).
-    History: ``residual`` = ``||A^T r - damp^2 x|| / ||A^T y||`` and ``misfit`` =
-    ``||y - A x|| / ||y||`` after each step.
-    """
-
-    requires: ClassVar = (HasLinearOperator,)
-    rtol: float | None = 1e-6
-    atol: float = 0.0
-    damp: float = 0.0
-    max_steps: int | None = None
-
-    def __check_init__(self):
-        check_nonneg("CGLS rtol", self.rtol)
-        check_nonneg("CGLS atol", self.atol, allow_none=False)
-        check_nonneg("CGLS damp", self.damp, allow_none=False)
-        check_nonneg("CGLS max_steps", self.max_steps, integer=True)
-
-    def default_max_steps(self, problem):
-        return 100
-
-    def init(self, problem, key=None):
-        op = _whiten(problem)
-        dtype = op.dtype
-        x = jnp.zeros(problem.operator().in_shape, dtype)
-        s = op.rmv(op.y)
-        snorm = jnp.linalg.norm(s)
-        return CGLSState(
-            x=x, r=op.y, s=s, p=s, gamma=snorm**2, snorm=snorm, s0norm=snorm,
-            ynorm=jnp.linalg.norm(op.y), curvature_ok=jnp.array(True),
-        )
-
-    def step(self, problem, st):
-        op = _whiten(problem)
-        damp2 = jnp.square(jnp.asarray(self.damp, op.dtype))
-        q = op.mv(st.p)
-        delta = _vdot(q, q) + damp2 * _vdot(st.p, st.p)
-        alpha = _safe_div(st.gamma, delta)
-        x = st.x + alpha * st.p
-        r = st.r - alpha * q
-        s = op.rmv(r) - damp2 * x
-        gamma = _vdot(s, s)
-        p = s + _safe_div(gamma, st.gamma) * st.p
-        snorm = jnp.sqrt(gamma)
-        new = CGLSState(
-            x=x, r=r, s=s, p=p, gamma=gamma, snorm=snorm, s0norm=st.s0norm, ynorm=st.ynorm,
-            curvature_ok=(delta > 0) | (st.gamma == 0),
-        )
-        rnorm = jnp.linalg.norm(r)
-        return new, {"residual": _safe_div(snorm, st.s0norm), "misfit": _safe_div(rnorm, st.ynorm)}
-
-    def terminate(self, problem, st):
-        broke = ~st.curvature_ok
-        if self.rtol is None:
-            result = jnp.where(broke, RESULTS.breakdown, RESULTS.successful)
-            return broke, result.astype(jnp.int32)
-        converged = st.snorm <= jnp.maximum(self.rtol * st.s0norm, self.atol)
-        result = jnp.where(converged, RESULTS.successful,
-                           jnp.where(broke, RESULTS.breakdown, RESULTS.max_steps_reached))
-        return converged | broke, result.astype(jnp.int32)
-
-    def postprocess(self, problem, st):
-        return Estimate(st.x)
 
 
 # --------------------------------------------------------------------------------------
@@ -262,13 +84,13 @@ class Landweber(AbstractSolver):
         if self.step_size is not None and not isinstance(self.step_size, jax.core.Tracer) and not float(self.step_size) > 0:
             raise ValueError(f"Landweber step_size must be positive (below 2 / ||A||^2), got {self.step_size!r}.")
         check_nonneg("Landweber max_steps", self.max_steps, integer=True)
-        _check_power_iterations("Landweber", self.power_iterations)
+        check_power_iterations("Landweber", self.power_iterations)
 
     def default_max_steps(self, problem):
         return 100
 
     def init(self, problem, key=None):
-        op = _whiten(problem)
+        op = whiten(problem)
         dtype = op.dtype
         shape = problem.operator().in_shape
         if self.step_size is None:
@@ -282,12 +104,12 @@ class Landweber(AbstractSolver):
         )
 
     def step(self, problem, st):
-        op = _whiten(problem)
+        op = whiten(problem)
         x = st.x + st.step_size * op.rmv(st.r)
         if self.nonneg:
             x = jnp.maximum(x, 0)
         r = op.y - op.mv(x)
-        misfit = _safe_div(jnp.linalg.norm(r), st.ynorm)
+        misfit = safe_div(jnp.linalg.norm(r), st.ynorm)
         return LandweberState(x, r, st.step_size, misfit, st.ynorm), {"misfit": misfit}
 
     def terminate(self, problem, st):
@@ -369,17 +191,17 @@ class ChambollePock(AbstractSolver):
         check_nonneg("ChambollePock op_norm", self.op_norm)
         if self.op_norm is not None and not isinstance(self.op_norm, jax.core.Tracer) and not float(self.op_norm) > 0:
             raise ValueError(f"ChambollePock op_norm must be positive, got {self.op_norm!r}.")
-        _check_power_iterations("ChambollePock", self.power_iterations)
+        check_power_iterations("ChambollePock", self.power_iterations)
 
     def default_max_steps(self, problem):
         return 500
 
     def init(self, problem, key=None):
-        op = _whiten(problem)
+        op = whiten(problem)
         dtype = op.dtype
         shape = tuple(problem.operator().in_shape)
         if self.op_norm is None:
-            norm_a = _NORM_MARGIN * jnp.sqrt(power_norm_sq(lambda v: op.rmv(op.mv(v)), shape, dtype,
+            norm_a = NORM_MARGIN * jnp.sqrt(power_norm_sq(lambda v: op.rmv(op.mv(v)), shape, dtype,
                                                            self.power_iterations))
         else:
             norm_a = jnp.asarray(self.op_norm, dtype)
@@ -395,7 +217,7 @@ class ChambollePock(AbstractSolver):
         )
 
     def step(self, problem, st):
-        op = _whiten(problem)
+        op = whiten(problem)
         lam = jnp.asarray(self.lam, op.dtype)
         tau, sigma = st.tau, st.sigma
         p = (st.p + sigma * (st.Axbar - op.y)) / (1 + sigma)
@@ -405,7 +227,7 @@ class ChambollePock(AbstractSolver):
             x = jnp.maximum(x, 0)
         Ax = op.mv(x)
         res = Ax - op.y
-        primal = 0.5 * _vdot(res, res) + lam * tv_iso(x)
+        primal = 0.5 * vdot(res, res) + lam * tv_iso(x)
         dx, xn = jnp.linalg.norm(x - st.x), jnp.linalg.norm(x)
         change = jnp.where(xn > 0, dx / jnp.where(xn > 0, xn, 1), jnp.where(dx > 0, jnp.inf, 0)).astype(dx.dtype)
         new = ChambollePockState(

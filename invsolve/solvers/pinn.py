@@ -251,7 +251,10 @@ class PINN(AbstractOptaxSolver):
         return new, self._info(problem, loss, terms, old)
 
     def terminate(self, problem, s):
-        return jnp.array(False), jnp.array(RESULTS.successful, jnp.int32)
+        # a fixed schedule: done after its last stage; cut short by a smaller step budget,
+        # the run reports max_steps_reached
+        done = s.step >= self.default_max_steps(problem)
+        return done, jnp.where(done, RESULTS.successful, RESULTS.max_steps_reached).astype(jnp.int32)
 
     def best(self, s):
         """The parameters to report: the best seen in the physics stages (else the last)."""

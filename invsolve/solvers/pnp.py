@@ -34,7 +34,8 @@ from .._problem import HasForward
 from .._solution import RESULTS, Estimate
 from .._solver import AbstractSolver, check_nonneg
 from ..priors import AbstractProxPrior
-from .linear_ls import _check_power_iterations, power_norm_sq
+from ..linalg.krylov import cg_fixed
+from ..linalg.least_squares import check_power_iterations, power_norm_sq
 
 
 def _check_prior(solver, prior):
@@ -132,7 +133,7 @@ class PnPPGD(_PnP):
         check_nonneg("PnPPGD eta", self.eta)
         if self.eta is not None and not isinstance(self.eta, jax.core.Tracer) and not float(self.eta) > 0:
             raise ValueError(f"PnPPGD eta (the step size) must be positive, got {self.eta!r}.")
-        _check_power_iterations("PnPPGD", self.power_iterations)
+        check_power_iterations("PnPPGD", self.power_iterations)
 
     def _step_size(self, problem, x0):
         if self.eta is not None:
@@ -213,7 +214,7 @@ class PnPADMM(_PnP):
         v = st.z - st.u
         hvp = _hvp(D, st.x)
         g = jax.grad(D)(st.x) + rho * (st.x - v)
-        d = _cg(lambda w: hvp(w) + rho * w, -g, self.cg_steps)
+        d = cg_fixed(lambda w: hvp(w) + rho * w, -g, self.cg_steps)
         x = st.x + d
         z = self.prior.prox(x + st.u).astype(x.dtype)
         u = st.u + x - z
@@ -223,18 +224,3 @@ class PnPADMM(_PnP):
     def postprocess(self, problem, st):
         return Estimate(problem.constrain(st.z))
 
-
-def _cg(mv, b, steps):
-    """``steps`` conjugate-gradient steps for ``M d = b`` from 0 (``M`` SPD); safe at ``b = 0``."""
-    def body(_, c):
-        d, r, p, rr = c
-        Mp = mv(p)
-        pMp = jnp.vdot(p, Mp)
-        a = jnp.where(pMp > 0, rr / jnp.where(pMp > 0, pMp, 1), 0)
-        d, r = d + a * p, r - a * Mp
-        rr_new = jnp.vdot(r, r)
-        p = r + jnp.where(rr > 0, rr_new / jnp.where(rr > 0, rr, 1), 0) * p
-        return d, r, p, rr_new
-
-    d, *_ = jax.lax.fori_loop(0, steps, body, (jnp.zeros_like(b), b, b, jnp.vdot(b, b)))
-    return d

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 
-from ._driver import DeviceLoop
-from ._problem import LinearSystem
+from .._driver import DeviceLoop
+from .._problem import LinearSystem
+from .._solution import RESULTS
+from .._solve import solve
+from .krylov import CG, PCG
+from .multigrid import Multigrid
 
 
 def linear_solve(A, b, solver=None):
@@ -18,8 +23,11 @@ def linear_solve(A, b, solver=None):
         b: right-hand side of shape ``A.in_shape``.
         solver: a Krylov solver object; default multigrid-preconditioned CG for operators
             that can be coarsened, else CG, at ``rtol=1e-10`` (float64) / ``1e-5`` (float32).
+
+    A failed inner solve (not converged within its budget, NaN or overflow in the data, an
+    operator that is not positive definite) gives NaN, never a silent wrong ``x``: a forward
+    model built on it then reports ``nonfinite``.
     """
-    from .solvers import CG, PCG, Multigrid
 
     if solver is None:
         rtol = 1e-10 if A.dtype == jax.numpy.float64 else 1e-5
@@ -29,9 +37,8 @@ def linear_solve(A, b, solver=None):
     def _solve_with(op):
         def run(_matvec, rhs):
             op_ = jax.lax.stop_gradient(op)
-            from ._solve import solve
-
-            return solve(LinearSystem(op_, rhs), solver, driver=DeviceLoop(history=False), throw=False).value
+            sol = solve(LinearSystem(op_, rhs), solver, driver=DeviceLoop(history=False), throw=False)
+            return jnp.where(sol.result == RESULTS.successful, sol.value, jnp.nan)
 
         return run
 

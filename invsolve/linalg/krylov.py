@@ -20,8 +20,50 @@ from .._solution import RESULTS, Estimate
 from .._solver import AbstractSolver, check_nonneg
 
 
-def _vdot(a, b):
+def vdot(a, b):
+    """The real part of ``<a, b>`` (the inner product every Krylov method here uses)."""
     return jnp.vdot(a, b).real
+
+
+def safe_div(a, b):
+    """``a / b``, and 0 where ``b == 0`` (no NaN in either branch, so grad/vmap safe)."""
+    ok = b != 0
+    return jnp.where(ok, a / jnp.where(ok, b, 1), jnp.zeros((), jnp.result_type(a, b)))
+
+
+def cg_fixed(mv, b, steps: int):
+    """``steps`` conjugate-gradient iterations for ``M d = b`` from ``d = 0`` (``M`` SPD, given as
+    ``mv``); safe at ``b = 0``. For inner solves of a fixed cost (ADMM x-updates, data-consistency
+    steps of the samplers), where a tolerance is not wanted."""
+    def body(_, c):
+        d, r, p, rr = c
+        Mp = mv(p)
+        pMp = vdot(p, Mp)
+        a = jnp.where(pMp > 0, rr / jnp.where(pMp > 0, pMp, 1), 0)  # no step along p.M p <= 0
+        d, r = d + a * p, r - a * Mp
+        rr_new = vdot(r, r)
+        return d, r, p * safe_div(rr_new, rr) + r, rr_new
+
+    d, *_ = jax.lax.fori_loop(0, steps, body, (jnp.zeros_like(b), b, b, vdot(b, b)))
+    return d
+
+
+def cgls_fixed(J, JT, r, steps: int):
+    """``steps`` CGLS iterations for ``min ||J d - r||`` from ``d = 0`` (``J``, ``JT``: the
+    operator and its transpose as functions)."""
+    s = JT(r)
+
+    def body(_, c):
+        d, r, p, gamma = c
+        q = J(p)
+        alpha = safe_div(gamma, vdot(q, q))
+        d, r = d + alpha * p, r - alpha * q
+        s = JT(r)
+        g_new = vdot(s, s)
+        return d, r, s + safe_div(g_new, gamma) * p, g_new
+
+    d, *_ = jax.lax.fori_loop(0, steps, body, (jnp.zeros_like(s), r, s, vdot(s, s)))
+    return d
 
 
 class AbstractPreconditioner(eqx.Module):
@@ -63,13 +105,18 @@ def _residual_norm(r, rz, M):
 
 
 def krylov_terminate(solver, s):
-    """Stop at ``|r| <= max(rtol |b|, atol)`` (successful) or when ``s.curvature_ok`` is
-    False (breakdown): the rule of every Krylov-type solver here (``solver.rtol``,
-    ``solver.atol``; ``s.rnorm``, ``s.bnorm``, ``s.curvature_ok``)."""
-    converged = s.rnorm <= jnp.maximum(solver.rtol * s.bnorm, solver.atol)
-    broke = ~s.curvature_ok
-    result = jnp.where(converged, RESULTS.successful, jnp.where(broke, RESULTS.breakdown, RESULTS.max_steps_reached))
-    return converged | broke, result.astype(jnp.int32)
+    """Stop at ``|r| <= max(rtol |b|, atol)`` (successful), when a norm is not finite
+    (nonfinite: NaN in the data, or ``||b||`` overflowing the dtype, where ``inf <= inf`` would
+    otherwise pass as convergence at step 0), or when ``s.curvature_ok`` is False (breakdown):
+    the rule of every Krylov-type solver here (``solver.rtol``, ``solver.atol``; ``s.rnorm``,
+    ``s.bnorm``, ``s.curvature_ok``)."""
+    finite = jnp.isfinite(s.rnorm) & jnp.isfinite(s.bnorm)
+    converged = finite & (s.rnorm <= jnp.maximum(solver.rtol * s.bnorm, solver.atol))
+    broke = ~s.curvature_ok  # p.A p <= 0, a diagnosis (NaN counts as not finite, not as this)
+    result = jnp.where(converged, RESULTS.successful,
+                       jnp.where(broke, RESULTS.breakdown,
+                                 jnp.where(finite, RESULTS.max_steps_reached, RESULTS.nonfinite)))
+    return converged | broke | ~finite, result.astype(jnp.int32)
 
 
 class CGState(eqx.Module):
@@ -117,22 +164,23 @@ class _AbstractCG(AbstractSolver):
         r = b
         z = M(r)
         return CGState(
-            x=x, r=r, p=z, rz=_vdot(r, z), rnorm=jnp.linalg.norm(r), bnorm=jnp.linalg.norm(b),
+            x=x, r=r, p=z, rz=vdot(r, z), rnorm=jnp.linalg.norm(r), bnorm=jnp.linalg.norm(b),
             curvature_ok=jnp.array(True), M=M,
         )
 
     def step(self, problem, s):
         A = problem.operator()
         Ap = A.mv(s.p)
-        pAp = _vdot(s.p, Ap)
+        pAp = vdot(s.p, Ap)
         alpha = s.rz / pAp
         x = s.x + alpha * s.p
         r = s.r - alpha * Ap
         z = s.M(r)
-        rz = _vdot(r, z)
+        rz = vdot(r, z)
         p = z + (rz / s.rz) * s.p
         rnorm = _residual_norm(r, rz, s.M)
-        new = CGState(x=x, r=r, p=p, rz=rz, rnorm=rnorm, bnorm=s.bnorm, curvature_ok=pAp > 0, M=s.M)
+        # NaN is not a curvature verdict: it is reported as nonfinite by krylov_terminate
+        new = CGState(x=x, r=r, p=p, rz=rz, rnorm=rnorm, bnorm=s.bnorm, curvature_ok=~(pAp <= 0), M=s.M)
         return new, {"residual": rnorm / jnp.where(s.bnorm > 0, s.bnorm, 1.0)}
 
     def terminate(self, problem, s):
@@ -163,7 +211,7 @@ class PCG(_AbstractCG):
     """Preconditioned conjugate gradients.
 
     Args:
-        preconditioner: `Jacobi()` (default) or `invsolve.solvers.Multigrid()` (a geometric
+        preconditioner: `Jacobi()` (default) or `invsolve.linalg.Multigrid()` (a geometric
             multigrid V-cycle, for `invsolve.problems.poisson` operators).
         rtol, atol, max_steps: as `CG`.
     """
