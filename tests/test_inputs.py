@@ -10,7 +10,7 @@ import invsolve as inv
 from invsolve import metrics
 from invsolve._problem import GaussianNoise, LinearInverse, LinearSystem
 from invsolve.priors.score import GaussianMixture
-from invsolve.problems import blur, flame, poisson, tomography, tumor
+from invsolve.problems import blur, flame, phantoms, poisson, tomography, tumor
 
 HUGE = (10**6, 10**6)  # 1e12 cells: terabytes, on any machine
 
@@ -70,6 +70,10 @@ def test_too_large_problems_fail_before_allocating():
         tomography.ParallelBeam(10**7, np.linspace(0, np.pi, 10))
     with pytest.raises(MemoryError, match="a FanBeam of size 10000000"):
         tomography.FanBeam(10**7, np.linspace(0, 2 * np.pi, 10))
+    with pytest.raises(MemoryError, match=r"shepp_logan\(10000000\) needs about"):
+        phantoms.shepp_logan(10**7)
+    with pytest.raises(MemoryError, match="random_ellipses of 100000 images of size 10000"):
+        phantoms.random_ellipses(jax.random.key(0), 10**5, 10**4)
 
 
 # 3. tomography: angles in radians, integer images; numpy noise levels -----------------
@@ -201,8 +205,12 @@ def test_traced_value_checks_raise_at_run_time():
         jax.jit(lambda r: tumor.Params(0.1, r, (0.5, 0.5), 100.0).rho)(0.0).block_until_ready()
     with pytest.raises(Exception, match="origin must be relative coordinates"):
         jax.jit(lambda o: tumor.Params(0.1, 0.02, o, 100.0).origin)(jnp.array([1.5, 0.5])).block_until_ready()
+    with pytest.raises(Exception, match=r"white and grey are probabilities.*\(grey does not\)"):
+        jax.jit(lambda g: tumor.Anatomy(jnp.ones(8), g, 1.0).grey)(jnp.full(8, 1.5)).block_until_ready()
     with pytest.raises(ValueError, match="FisherKPP1D: D must be positive"):
         tumor.FisherKPP1D(D=-1.0)
+    with pytest.raises(ValueError, match=r"values must lie in \[0, 1\] \(white does not\); got white from -0.5"):
+        tumor.Anatomy(jnp.full(8, -0.5), jnp.ones(8), 1.0)
     # and a valid traced value passes
     assert float(jax.jit(lambda d: tumor.FisherKPP1D(D=d).D)(2.0)) == 2.0
 

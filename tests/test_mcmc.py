@@ -77,7 +77,7 @@ def tumour():
 def test_nuts_on_the_tumour_from_a_database_start(tumour):
     db = inv.solvers.DatabaseQuery.build(tumour, 64, jax.random.key(0))
     nuts = inv.solvers.NUTS(n_samples=60, n_warmup=60)
-    start = db.refine(nuts).prepare(tumour).theta0  # the bank's best match becomes the start
+    start = db.refine(nuts).prepare(tumour).solver.theta0  # the bank's best match becomes the start
     assert set(start) == {"D_white", "rho", "origin"}
     sol = inv.solve(tumour, db.refine(nuts), key=jax.random.key(1))
     assert sol.samples["D_white"].shape == (60,) and sol.samples["origin"].shape == (60, 2)

@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._problem import check_memory
+
 __all__ = ["shepp_logan", "random_ellipses", "brain_slice", "brain_volume"]
 
 # Modified Shepp-Logan (Toft 1996; Jain 1989 geometry, Toft's higher-contrast
@@ -89,6 +91,7 @@ def shepp_logan(size: int = 128):
     """
     size = _check_size(size)
     dtype = _float()
+    check_memory(f"shepp_logan({size})", 4 * size**2 * jnp.dtype(dtype).itemsize)  # grids, image, mask
     x, y = _grid(size, dtype)
     img = jnp.zeros((size, size), dtype)
     for val, ax, ay, x0, y0, deg in _SHEPP_LOGAN:
@@ -112,6 +115,8 @@ def random_ellipses(key, n: int, size: int, n_ellipses: int = 6, *,
     if not all(isinstance(m, (int, np.integer)) and not isinstance(m, bool) and m >= 1
                for m in (n, n_ellipses)):
         raise ValueError(f"n and n_ellipses must be ints >= 1, got n={n}, n_ellipses={n_ellipses}")
+    check_memory(f"random_ellipses of {n} images of size {size}", 4 * n * size**2 * jnp.dtype(_float()).itemsize,
+                 "use fewer or smaller images")
     lo, hi = axes
     if not 0 < lo <= hi < radius <= 1:
         raise ValueError(f"need 0 < axes[0] <= axes[1] < radius <= 1, got axes={axes}, radius={radius}")

@@ -79,6 +79,9 @@ def _check_field(name, value, shape, *, positive=False, dtype=None):
             f"{name} has shape {tuple(arr.shape)}, expected a scalar or an array of the grid "
             f"shape {tuple(shape)}."
         )
+    # Traced values are not checked: kappa = exp(theta) is traced in every forward solve of
+    # `PoissonInverse`, where a non-finite value must end as the solver's ``nonfinite``
+    # result (and NaN through `linear_solve`), not as an error in the middle of a solve.
     if _is_concrete(arr):
         a = np.asarray(arr)
         if not np.all(np.isfinite(a)):

@@ -120,6 +120,13 @@ def _concrete(x) -> bool:
     return not any(isinstance(v, jax.core.Tracer) for v in jax.tree.leaves(x))
 
 
+def _probability_map(name, m):
+    m = jnp.asarray(m)
+    return check_value(m, ~jnp.all((m >= 0) & (m <= 1)),
+                       f"Anatomy: white and grey are probabilities; values must lie in [0, 1] ({name} does not)",
+                       got=lambda: f"{name} from {float(jnp.min(m)):g} to {float(jnp.max(m)):g}")
+
+
 class Anatomy(eqx.Module):
     """Tissue probability maps on a regular grid of isotropic voxels.
 
@@ -131,8 +138,8 @@ class Anatomy(eqx.Module):
     Float dtype: the maps' (float32 or float64); the simulation runs in it.
     """
 
-    white: jax.Array
-    grey: jax.Array
+    white: jax.Array = eqx.field(converter=lambda m: _probability_map("white", m))
+    grey: jax.Array = eqx.field(converter=lambda m: _probability_map("grey", m))
     spacing_mm: float = eqx.field(static=True)
     tissue_min: float = eqx.field(static=True, default=0.1)
 
@@ -142,10 +149,8 @@ class Anatomy(eqx.Module):
                              f"{jnp.shape(self.white)} and {jnp.shape(self.grey)}.")
         if not float(self.spacing_mm) > 0:
             raise ValueError(f"Anatomy: spacing_mm must be positive, got {self.spacing_mm!r}.")
-        if _concrete((self.white, self.grey)):
+        if _concrete((self.white, self.grey)):  # traced maps: their range is checked by the converter
             w, g = np.asarray(self.white), np.asarray(self.grey)
-            if not (np.all(w >= 0) and np.all(g >= 0) and np.all(w <= 1) and np.all(g <= 1)):
-                raise ValueError("Anatomy: white and grey are probabilities; values must lie in [0, 1].")
             if not np.any(w + g >= self.tissue_min):
                 raise ValueError("Anatomy: no voxel has tissue (white + grey >= tissue_min).")
 

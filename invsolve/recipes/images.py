@@ -76,8 +76,8 @@ class LPNRecipe(ImageRecipe):
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ScoreRecipe(ImageRecipe):
     """A shipped `ScorePrior`: a `ScoreUNet` with ``channels`` per resolution, VP SDE, AdamW
-    with a warm-up (200 steps, at most a tenth of them) to ``lr`` and cosine decay to
-    ``lr / 20``, EMA 0.999."""
+    with a linear warm-up to ``lr`` over ``min(200, steps // 10 + 1)`` steps, then cosine decay
+    to ``lr / 20``; EMA 0.999."""
 
     channels: tuple[int, ...] = (16, 32, 64, 64)
 
