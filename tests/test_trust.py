@@ -81,7 +81,6 @@ def test_nan_data_is_nonfinite_not_breakdown(A):
     with pytest.raises(ValueError, match="right-hand side contains NaN"):  # concrete: refused at the boundary
         inv.LinearSystem(A, b)
     state = inv.solve(inv.LinearSystem(A, jnp.ones((8, 8))), inv.solvers.CG(max_steps=0), throw=False).state
-    nan_state = jax.tree.map(lambda x: x, state)
     nan_state = type(state)(**{**{f: getattr(state, f) for f in state.__dataclass_fields__},
                                "r": state.r.at[2, 3].set(jnp.nan), "rnorm": jnp.asarray(jnp.nan)})
     done, result = inv.solvers.CG().terminate(None, nan_state)  # before: reported as breakdown
