@@ -56,6 +56,31 @@ class AbstractLinearOperator(eqx.Module):
         return cols.T
 
 
+class HasDiagonal(AbstractLinearOperator):
+    """An operator that knows its diagonal (what `invsolve.linalg.Jacobi` needs)."""
+
+    @abc.abstractmethod
+    def diagonal(self) -> jax.Array:
+        """``diag(A)`` as an array of ``in_shape``."""
+
+
+class GridOperator(HasDiagonal):
+    """A square operator on a structured grid that can build itself on a grid with half the
+    cells per axis (what geometric multigrid, `invsolve.linalg.Multigrid`, needs). Subclasses
+    have a ``shape`` (the grid, ``in_shape == out_shape == shape``)."""
+
+    @abc.abstractmethod
+    def coarsen(self) -> "GridOperator":
+        """The same operator on the grid with half the cells per axis (even sizes)."""
+
+
+class HasSolids(AbstractLinearOperator):
+    """An operator that is the identity on some cells (obstacles): ``solid`` is the boolean
+    mask of those cells, or None (what `invsolve.solvers.DCDM` uses to work on the fluid only).
+    Subclasses have a ``solid`` field or property. (Not declared here as an abstract field: a
+    field declared in a base class would come first in the subclass's constructor.)"""
+
+
 class MatrixOperator(AbstractLinearOperator):
     """A dense matrix acting on arrays: ``mv(x) = (M @ x.ravel()).reshape(out_shape)``.
 

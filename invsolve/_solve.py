@@ -11,8 +11,10 @@ from ._solution import Solution
 from ._solver import AbstractSolver, check_nonneg
 
 
-class ProblemSolverIncompatible(TypeError):
-    """The solver needs a capability that the problem does not have."""
+class ProblemSolverIncompatible(TypeError, ValueError):
+    """The solver needs something of the problem that it does not have: a capability class,
+    or a `Requirement` (a symmetric operator, an unknown of the prior's shape). A
+    ``TypeError`` and a ``ValueError``: a wrong kind of problem, or a wrong shape."""
 
 
 def _is_traced(tree) -> bool:
@@ -96,13 +98,18 @@ def check_compatible(problem, solver, *, key, max_steps, batch: bool = False) ->
         raise TypeError(f"solve: problem must be an invsolve problem, got {type(problem).__name__}.")
     if not isinstance(solver, AbstractSolver):
         raise TypeError(f"solve: solver must be an invsolve solver, got {type(solver).__name__}.")
-    missing = [c.__name__ for c in solver.requires if not isinstance(problem, c)]
+    classes = [r for r in solver.requires if isinstance(r, type)]
+    missing = [c.__name__ for c in classes if not isinstance(problem, c)]
     if missing:
         have = [c.__name__ for c in type(problem).__mro__ if c.__name__.startswith("Has")]
         raise ProblemSolverIncompatible(
             f"{type(solver).__name__} needs a problem with {', '.join(missing)}, but "
             f"{type(problem).__name__} has only {', '.join(have) or 'no capabilities'}."
         )
+    for req in solver.requires:
+        why = None if isinstance(req, type) else req.unmet(problem)
+        if why is not None:
+            raise ProblemSolverIncompatible(f"{type(solver).__name__} needs {why}.")
     _check_key(solver, key, batch=batch)
     if max_steps is None:
         max_steps = getattr(solver, "max_steps", None)

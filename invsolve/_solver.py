@@ -23,13 +23,17 @@ class AbstractSolver(eqx.Module):
             state, info = step(problem, state)       # info: dict of scalars -> history
         estimate = postprocess(problem, state)
 
-    ``requires`` lists the problem capabilities (classes) the method needs; ``needs_key``
-    says whether it is stochastic. ``terminate`` returns ``(done, result)`` where ``result``
+    ``requires`` lists what the method needs of a problem: capability classes (``HasForward``,
+    ...; an ``isinstance`` check) and `Requirement` objects for properties a class does not
+    say (a symmetric operator, an unknown that is one array of the prior's shape). A solver
+    whose needs depend on its fields makes ``requires`` a property. `invsolve.solve` checks
+    every entry before tracing and raises `ProblemSolverIncompatible` naming the first unmet
+    one. ``needs_key`` says whether the method is stochastic. ``terminate`` returns ``(done, result)`` where ``result``
     is the code to report if the solve stopped now (so a method with no tolerance reports
     ``successful`` when it runs out of steps).
     """
 
-    requires: ClassVar[tuple[type, ...]] = ()
+    requires: ClassVar[tuple] = ()
     needs_key: ClassVar[bool] = False
 
     def prepare(self, problem) -> "AbstractSolver":
@@ -55,6 +59,68 @@ class AbstractSolver(eqx.Module):
 
     @abc.abstractmethod
     def postprocess(self, problem, state) -> Estimate: ...
+
+
+class Requirement(abc.ABC):
+    """A property a solver needs of a problem that no capability class says; an entry of
+    `AbstractSolver.requires`. `unmet` runs on the host before tracing, after the capability
+    classes have been checked (so it may call their methods)."""
+
+    @abc.abstractmethod
+    def unmet(self, problem) -> str | None:
+        """None when ``problem`` meets it, else what the solver needs and the problem lacks,
+        as a clause that follows "<solver> needs ..."."""
+
+
+class SymmetricOperator(Requirement):
+    """``problem.operator()`` is symmetric (CG and its kin: positive semi-definite is the
+    user's promise; a semidefinite, consistent system is solved)."""
+
+    def unmet(self, problem):
+        A = problem.operator()
+        if not A.symmetric:
+            return (f"a symmetric positive definite operator, but {type(A).__name__} is not symmetric; solve "
+                    "the normal equations instead (CGLS)")
+        return None
+
+
+class OperatorIs(Requirement):
+    """``problem.operator()`` is an instance of ``capability`` (an operator class such as
+    `HasDiagonal`), for ``user`` (who needs it, e.g. a preconditioner)."""
+
+    def __init__(self, capability: type, user: str):
+        self.capability, self.user = capability, user
+
+    def unmet(self, problem):
+        A = problem.operator()
+        if not isinstance(A, self.capability):
+            return (f"an operator with {self.capability.__name__} for {self.user}, but {type(A).__name__} is "
+                    f"not one ({(self.capability.__doc__ or '').split('(')[0].strip()})")
+        return None
+
+
+class ArrayUnknown(Requirement):
+    """The problem's unknown is one array (not a dict of constants), of a shape ``prior``
+    takes (its ``check_shape``); with ``stack``, a stack of slices ``(n, *prior.shape)``."""
+
+    def __init__(self, prior=None, stack: bool = False):
+        self.prior, self.stack = prior, stack
+
+    def unmet(self, problem):
+        x0 = jax.eval_shape(problem.init_params)  # shapes only: nothing runs
+        if not isinstance(x0, jax.ShapeDtypeStruct):
+            return (f"a problem whose unknown is one array (an image, a field), but {type(problem).__name__}'s "
+                    f"is a {type(x0).__name__}")
+        shape = tuple(x0.shape)
+        if self.prior is None:
+            return None
+        if self.stack:
+            if len(shape) != len(self.prior.shape) + 1:
+                return (f"an unknown that is a stack of slices (n_slices, *{tuple(self.prior.shape)}), but "
+                        f"{type(problem).__name__}'s has shape {shape}")
+            shape = shape[1:]
+        why = self.prior.shape_error(shape)
+        return None if why is None else f"an unknown of a shape its prior takes: {why}"
 
 
 def check_nonneg(name: str, value, *, integer: bool = False, allow_none: bool = True):

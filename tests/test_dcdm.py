@@ -186,7 +186,7 @@ def test_training_lowers_the_loss():
 def test_a_2d_model_on_a_3d_operator_is_refused():
     model = dcdm.DCDMModel.init(2, jax.random.key(0), features=4, levels=1, blocks=1)
     prob = poisson.linear_system(poisson.operator((8, 8, 8)), jnp.ones((8, 8, 8)))
-    with pytest.raises(ValueError, match="trained on 2D grids but the operator acts on a 3D grid"):
+    with pytest.raises(inv.ProblemSolverIncompatible, match="trained on 2D grids but the operator acts on a 3D grid"):
         inv.solve(prob, inv.solvers.DCDM(model))
 
 

@@ -90,10 +90,10 @@ def test_nuts_on_the_tumour_from_a_database_start(tumour):
 
 def test_bad_input_gives_clear_errors(gaussian):
     prob = gaussian[0]
-    with pytest.raises(ValueError, match="no prior bounds on its unknowns"):
+    with pytest.raises(inv.ProblemSolverIncompatible, match="NUTS needs a prior.*no prior bounds on its unknowns"):
         inv.solve(prob, inv.solvers.NUTS(n_samples=10, n_warmup=10), key=jax.random.key(0))
     p = poisson.coefficient_identification((8, 8), key=jax.random.key(0))
-    with pytest.raises(ValueError, match="PoissonInverse has no prior bounds"):
+    with pytest.raises(inv.ProblemSolverIncompatible, match="PoissonInverse has no prior bounds"):
         inv.solve(p, inv.solvers.NUTS(n_samples=10, n_warmup=10), key=jax.random.key(0))
     with pytest.raises(ValueError, match="stochastic"):
         inv.solve(prob, inv.solvers.NUTS(prior=inv.priors.Tikhonov(1.0)))

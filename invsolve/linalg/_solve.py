@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from .._driver import DeviceLoop
+from .._linop import GridOperator
 from .._problem import LinearSystem
 from .._solution import RESULTS
 from .._solve import solve
@@ -31,7 +32,7 @@ def linear_solve(A, b, solver=None):
 
     if solver is None:
         rtol = 1e-10 if A.dtype == jax.numpy.float64 else 1e-5
-        can_mg = hasattr(A, "coarsen") and any(n % 2 == 0 for n in A.shape)
+        can_mg = isinstance(A, GridOperator) and any(n % 2 == 0 for n in A.shape)
         solver = PCG(Multigrid(), rtol=rtol) if can_mg else CG(rtol=rtol)
 
     def _solve_with(op):

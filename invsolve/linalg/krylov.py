@@ -17,7 +17,8 @@ import jax.numpy as jnp
 
 from .._problem import HasLinearOperator
 from .._solution import RESULTS, Estimate
-from .._solver import AbstractSolver, check_nonneg
+from .._linop import HasDiagonal
+from .._solver import AbstractSolver, OperatorIs, SymmetricOperator, check_nonneg
 
 
 def vdot(a, b):
@@ -67,7 +68,10 @@ def cgls_fixed(J, JT, r, steps: int):
 
 
 class AbstractPreconditioner(eqx.Module):
-    """Builds ``M ~ A^{-1}`` (a callable pytree, symmetric positive definite) for ``A``."""
+    """Builds ``M ~ A^{-1}`` (a callable pytree, symmetric positive definite) for ``A``;
+    ``requires`` says what it needs of the operator (`PCG` adds it to its own)."""
+
+    requires: ClassVar[tuple] = ()
 
     @abc.abstractmethod
     def build(self, operator) -> Callable: ...
@@ -84,11 +88,14 @@ class _Identity(eqx.Module):
 
 
 class Jacobi(AbstractPreconditioner):
-    """Diagonal scaling ``M = diag(A)^{-1}``; needs ``operator.diagonal()``."""
+    """Diagonal scaling ``M = diag(A)^{-1}``; needs an operator with its diagonal (`HasDiagonal`)."""
+
+    requires: ClassVar = (OperatorIs(HasDiagonal, "Jacobi"),)
 
     def build(self, operator):
-        if not hasattr(operator, "diagonal"):
-            raise TypeError(f"Jacobi needs an operator with diagonal(); {type(operator).__name__} has none.")
+        if not isinstance(operator, HasDiagonal):
+            raise TypeError(f"Jacobi needs an operator with its diagonal (HasDiagonal); {type(operator).__name__} "
+                            "is not one.")
         return _Scale(1.0 / operator.diagonal())
 
 
@@ -131,7 +138,7 @@ class CGState(eqx.Module):
 
 
 class _AbstractCG(AbstractSolver):
-    requires: ClassVar = (HasLinearOperator,)
+    requires: ClassVar = (HasLinearOperator, SymmetricOperator())
     # Subclasses have fields rtol, atol, max_steps.
 
     def __check_init__(self):
@@ -145,17 +152,6 @@ class _AbstractCG(AbstractSolver):
     def default_max_steps(self, problem):
         return 10 * int(jnp.size(problem.y_obs))
 
-    def prepare(self, problem):
-        A = problem.operator()
-        if not (A.symmetric and A.positive_definite):
-            if A.symmetric:  # semidefinite (e.g. pure Neumann): CG works on consistent data
-                return self
-            raise ValueError(
-                f"{type(self).__name__} needs a symmetric positive definite operator, but "
-                f"{type(A).__name__} is not symmetric; solve the normal equations instead."
-            )
-        return self
-
     def init(self, problem, key=None):
         A = problem.operator()
         b = problem.y_obs
@@ -168,26 +164,26 @@ class _AbstractCG(AbstractSolver):
             curvature_ok=jnp.array(True), M=M,
         )
 
-    def step(self, problem, s):
+    def step(self, problem, state):
         A = problem.operator()
-        Ap = A.mv(s.p)
-        pAp = vdot(s.p, Ap)
-        alpha = s.rz / pAp
-        x = s.x + alpha * s.p
-        r = s.r - alpha * Ap
-        z = s.M(r)
+        Ap = A.mv(state.p)
+        pAp = vdot(state.p, Ap)
+        alpha = state.rz / pAp
+        x = state.x + alpha * state.p
+        r = state.r - alpha * Ap
+        z = state.M(r)
         rz = vdot(r, z)
-        p = z + (rz / s.rz) * s.p
-        rnorm = _residual_norm(r, rz, s.M)
+        p = z + (rz / state.rz) * state.p
+        rnorm = _residual_norm(r, rz, state.M)
         # NaN is not a curvature verdict: it is reported as nonfinite by krylov_terminate
-        new = CGState(x=x, r=r, p=p, rz=rz, rnorm=rnorm, bnorm=s.bnorm, curvature_ok=~(pAp <= 0), M=s.M)
-        return new, {"residual": rnorm / jnp.where(s.bnorm > 0, s.bnorm, 1.0)}
+        new = CGState(x=x, r=r, p=p, rz=rz, rnorm=rnorm, bnorm=state.bnorm, curvature_ok=~(pAp <= 0), M=state.M)
+        return new, {"residual": rnorm / jnp.where(state.bnorm > 0, state.bnorm, 1.0)}
 
-    def terminate(self, problem, s):
-        return krylov_terminate(self, s)
+    def terminate(self, problem, state):
+        return krylov_terminate(self, state)
 
-    def postprocess(self, problem, s):
-        return Estimate(s.x)
+    def postprocess(self, problem, state):
+        return Estimate(state.x)
 
 
 class CG(_AbstractCG):
@@ -220,6 +216,10 @@ class PCG(_AbstractCG):
     rtol: float = 1e-6
     atol: float = 0.0
     max_steps: int | None = None
+
+    @property
+    def requires(self):
+        return _AbstractCG.requires + tuple(self.preconditioner.requires)
 
     def _preconditioner(self):
         return self.preconditioner

@@ -160,35 +160,35 @@ class CGLS(AbstractSolver):
             ynorm=jnp.linalg.norm(op.y), curvature_ok=jnp.array(True),
         )
 
-    def step(self, problem, st):
+    def step(self, problem, state):
         op = whiten(problem)
         damp2 = jnp.square(jnp.asarray(self.damp, op.dtype))
-        q = op.mv(st.p)
-        delta = vdot(q, q) + damp2 * vdot(st.p, st.p)
-        alpha = safe_div(st.gamma, delta)
-        x = st.x + alpha * st.p
-        r = st.r - alpha * q
+        q = op.mv(state.p)
+        delta = vdot(q, q) + damp2 * vdot(state.p, state.p)
+        alpha = safe_div(state.gamma, delta)
+        x = state.x + alpha * state.p
+        r = state.r - alpha * q
         s = op.rmv(r) - damp2 * x
         gamma = vdot(s, s)
-        p = s + safe_div(gamma, st.gamma) * st.p
+        p = s + safe_div(gamma, state.gamma) * state.p
         snorm = jnp.sqrt(gamma)
         new = CGLSState(
-            x=x, r=r, s=s, p=p, gamma=gamma, snorm=snorm, s0norm=st.s0norm, ynorm=st.ynorm,
-            curvature_ok=(delta > 0) | (st.gamma == 0),
+            x=x, r=r, s=s, p=p, gamma=gamma, snorm=snorm, s0norm=state.s0norm, ynorm=state.ynorm,
+            curvature_ok=(delta > 0) | (state.gamma == 0),
         )
         rnorm = jnp.linalg.norm(r)
-        return new, {"residual": safe_div(snorm, st.s0norm), "misfit": safe_div(rnorm, st.ynorm)}
+        return new, {"residual": safe_div(snorm, state.s0norm), "misfit": safe_div(rnorm, state.ynorm)}
 
-    def terminate(self, problem, st):
-        finite = jnp.isfinite(st.snorm) & jnp.isfinite(st.s0norm)  # NaN data, or an overflowing norm
-        broke = finite & ~st.curvature_ok
+    def terminate(self, problem, state):
+        finite = jnp.isfinite(state.snorm) & jnp.isfinite(state.s0norm)  # NaN data, or an overflowing norm
+        broke = finite & ~state.curvature_ok
         stop = broke | ~finite
         failed = jnp.where(finite, RESULTS.breakdown, RESULTS.nonfinite)
         if self.rtol is None:
             return stop, jnp.where(stop, failed, RESULTS.successful).astype(jnp.int32)
-        converged = finite & (st.snorm <= jnp.maximum(self.rtol * st.s0norm, self.atol))
+        converged = finite & (state.snorm <= jnp.maximum(self.rtol * state.s0norm, self.atol))
         result = jnp.where(converged, RESULTS.successful, jnp.where(stop, failed, RESULTS.max_steps_reached))
         return converged | stop, result.astype(jnp.int32)
 
-    def postprocess(self, problem, st):
-        return Estimate(st.x)
+    def postprocess(self, problem, state):
+        return Estimate(state.x)

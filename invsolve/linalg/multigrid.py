@@ -11,11 +11,15 @@ valid CG preconditioner.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._linop import GridOperator
+from .._solver import OperatorIs
 from .krylov import AbstractPreconditioner
 
 
@@ -163,6 +167,7 @@ class Multigrid(AbstractPreconditioner):
     pre_smooth: int = 1
     post_smooth: int = 1
     coarsest: int = 64
+    requires: ClassVar = (OperatorIs(GridOperator, "Multigrid"),)
 
     def __check_init__(self):
         for name in ("pre_smooth", "post_smooth"):
@@ -172,11 +177,9 @@ class Multigrid(AbstractPreconditioner):
             raise ValueError("Multigrid coarsest must be between 1 and 4096 cells.")
 
     def build(self, operator) -> MultigridHierarchy:
-        if not hasattr(operator, "coarsen"):
-            raise TypeError(
-                f"Multigrid needs a structured-grid operator with coarsen() (a poisson.operator); "
-                f"got {type(operator).__name__}."
-            )
+        if not isinstance(operator, GridOperator):
+            raise TypeError(f"Multigrid needs a structured-grid operator that coarsens (a GridOperator such as "
+                            f"poisson.operator); got {type(operator).__name__}.")
         levels = []
         A = operator
         while int(np.prod(A.shape)) > self.coarsest and all(n % 2 == 0 and n >= 4 for n in A.shape):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import abc
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -15,25 +17,40 @@ def _forward_differences(x):
 
 
 class AbstractPrior(eqx.Module):
-    """A regularizer ``R(x)``; ``prior(x)`` sums `log_density_neg` over the leaves of ``x``."""
+    """A prior on a solver's unknown. What a prior can do is said by its class, and solvers
+    ask for the class they need: `AbstractDensityPrior` (a regularizer ``R(x)``: MAP, NUTS),
+    `AbstractProxPrior` (also a proximal operator: plug-and-play), and
+    `invsolve.priors.AbstractScorePrior` (a noise prediction: the diffusion samplers)."""
+
+    def shape_error(self, shape) -> str | None:
+        """None if the prior takes an unknown of ``shape``, else why not (a learned prior is
+        tied to what it was trained on). Default: any shape."""
+        return None
+
+
+class AbstractDensityPrior(AbstractPrior):
+    """A regularizer ``R(x)``, the negative log prior density up to a constant;
+    ``prior(x)`` sums `log_density_neg` over the leaves of ``x``."""
 
     def __call__(self, x):
         return sum(self.log_density_neg(leaf) for leaf in jax.tree.leaves(x))
 
+    @abc.abstractmethod
     def log_density_neg(self, x):
-        raise NotImplementedError
+        """``R(x)`` for one array ``x``."""
 
 
-class AbstractProxPrior(AbstractPrior):
+class AbstractProxPrior(AbstractDensityPrior):
     """A prior with a proximal operator, what plug-and-play solvers need:
     ``prox(v) = argmin_x 1/2 ||x - v||^2 + R(x)`` (the prior's strength is its own; a
     PnP solver weighs the data against it)."""
 
+    @abc.abstractmethod
     def prox(self, v):
-        raise NotImplementedError
+        """``argmin_x 1/2 ||x - v||^2 + R(x)``."""
 
 
-class Tikhonov(AbstractPrior):
+class Tikhonov(AbstractDensityPrior):
     """Quadratic prior ``alpha/2 * ||L x||^2``.
 
     ``order=0``: ``L = I`` (small values); ``order=1``: ``L`` = forward differences

@@ -120,17 +120,25 @@ class LPN(AbstractProxPrior):
         return weights.pretrained(cls, "lpn", name)
 
     # --- evaluation ---------------------------------------------------------------------
-    def _check_shape(self, shape):
-        core = tuple(shape[len(shape) - len(self.shape):])
+    def shape_error(self, shape):
+        """Why this model cannot take an unknown of ``shape`` (None if it can)."""
+        shape = tuple(shape)
         if self.kind == "dense":
-            if core != self.shape:
-                raise ValueError(f"LPN: this model takes vectors of shape {self.shape} (leading axes batch), "
-                                 f"got an input of shape {tuple(shape)}.")
-            return
+            if shape != self.shape:
+                return f"this LPN takes vectors of shape {self.shape}, got {shape}"
+            return None
         m = 2 ** self.config[1]
-        if len(shape) < 2 or core[0] % m or core[1] % m:
-            raise ValueError(f"LPN: this convolutional model takes images whose sides are multiples of {m} "
-                             f"(trained at {self.shape[0]}x{self.shape[1]}), got an input of shape {tuple(shape)}.")
+        if len(shape) != 2 or shape[0] % m or shape[1] % m:
+            return (f"this convolutional LPN takes images whose sides are multiples of {m} (trained at "
+                    f"{self.shape[0]}x{self.shape[1]}), got shape {shape}")
+        return None
+
+    def _check_shape(self, shape):
+        """``shape`` is ``(..., *core)`` with leading batch axes."""
+        core = tuple(shape[len(shape) - len(self.shape):]) if len(shape) >= len(self.shape) else tuple(shape)
+        why = self.shape_error(core)
+        if why is not None:
+            raise ValueError(f"LPN: {why} (as the last axes of an input of shape {tuple(shape)}; leading axes batch).")
 
     def _psi_flat(self, y):
         """``psi`` of a batch ``(n, *core)`` in float32, shape ``(n,)``."""

@@ -21,6 +21,7 @@ Data are in their own units (images in [0, 1]); ``shape`` is one sample's shape.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
 from typing import Any, Callable
@@ -38,6 +39,7 @@ from .._problem import check_value
 from .._solver import check_nonneg, key_optimizer
 from .._train import fit
 from ..nn.score import ScoreMLP, ScoreUNet
+from ._classic import AbstractPrior
 from .lpn import _sampler
 
 
@@ -97,7 +99,7 @@ def make_sde(sde) -> VP | VE:
 # --------------------------------------------------------------------------------------
 # the common interface
 # --------------------------------------------------------------------------------------
-class AbstractScorePrior(eqx.Module):
+class AbstractScorePrior(AbstractPrior):
     """A prior known through its noise prediction ``eps(x, t)`` under ``sde``.
 
     ``x`` has shape ``(..., *shape)`` (leading axes batch), ``t`` is a scalar or has the
@@ -106,8 +108,16 @@ class AbstractScorePrior(eqx.Module):
     sde: eqx.AbstractVar[Any]
     shape: eqx.AbstractVar[tuple]
 
+    @abc.abstractmethod
     def eps(self, x, t):
-        raise NotImplementedError
+        """The noise prediction ``-s(t) grad log p_t(x)``."""
+
+    def shape_error(self, shape):
+        """A sampler's unknown must have exactly the prior's sample shape."""
+        if tuple(shape) != tuple(self.shape):
+            return (f"the prior was trained on samples of shape {tuple(self.shape)}, but the unknown has shape "
+                    f"{tuple(shape)}; use a prior trained at that resolution (or resample the problem)")
+        return None
 
     def _split(self, x, t):
         x = jnp.asarray(x)

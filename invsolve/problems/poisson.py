@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._linop import AbstractLinearOperator
+from .._linop import GridOperator, HasSolids
 from .._problem import (GaussianNoise, HasForward, HasResidual, LinearSystem, check_finite_data, check_memory,
                         directional_derivatives, real_number)
 
@@ -115,7 +115,7 @@ def _shift_pad(x, axis, lo, hi):
     return jnp.pad(x, pad)
 
 
-class PoissonOperator(AbstractLinearOperator):
+class PoissonOperator(GridOperator, HasSolids):
     """Matrix-free ``A u = -div(kappa grad u)``, symmetric; positive definite unless all
     walls are Neumann and there is no Dirichlet wall (then singular with constant null space).
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, ClassVar
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -39,17 +39,38 @@ from scipy.linalg import eigh_tridiagonal
 
 from .. import weights
 from .._batch import data_parallel
+from .._linop import AbstractLinearOperator, HasSolids
 from .._problem import HasLinearOperator
 from .._solution import Estimate
-from .._solver import AbstractSolver, check_nonneg, key_optimizer
+from .._solver import AbstractSolver, Requirement, SymmetricOperator, check_nonneg, key_optimizer
 from .._train import fit
 from ..linalg.krylov import krylov_terminate, vdot
 from ..nn import ConvUNet
 
 
+def _solid(A):
+    """The obstacle mask of ``A`` (where it is the identity), or None."""
+    return A.solid if isinstance(A, HasSolids) else None
+
+
+class _GridDimension(Requirement):
+    """The operator acts on a grid of the model's dimension (None: any)."""
+
+    def __init__(self, ndim):
+        self.ndim = ndim
+
+    def unmet(self, problem):
+        shape = tuple(problem.operator().in_shape)
+        if self.ndim is None or self.ndim == len(shape):
+            return None
+        return (f"an operator on {self.ndim}D grids (its model was trained on {self.ndim}D grids but the operator acts "
+                f"on a {len(shape)}D grid of shape {shape}); use a {len(shape)}D model (e.g. "
+                f"invsolve.solvers.dcdm.pretrained('poisson{len(shape)}d-...'))")
+
+
 def _fluid(A) -> jax.Array:
     """1.0 in cells where ``A`` is not the identity (fluid), 0.0 in solid cells."""
-    solid = getattr(A, "solid", None)
+    solid = _solid(A)
     if solid is None:
         return jnp.ones(A.in_shape, A.dtype)
     return jnp.where(solid, 0.0, 1.0).astype(A.dtype)
@@ -156,7 +177,6 @@ class DCDM(AbstractSolver):
     definite, or the network returned zero).
     """
 
-    requires: ClassVar = (HasLinearOperator,)
     model: Any
     rtol: float = 1e-4
     atol: float = 0.0
@@ -175,17 +195,11 @@ class DCDM(AbstractSolver):
     def default_max_steps(self, problem):
         return 200
 
+    @property
+    def requires(self):
+        return (HasLinearOperator, SymmetricOperator(), _GridDimension(getattr(self.model, "ndim", None)))
+
     def prepare(self, problem):
-        A = problem.operator()
-        nd = getattr(self.model, "ndim", None)
-        if nd is not None and nd != len(A.in_shape):
-            raise ValueError(
-                f"DCDM: the model was trained on {nd}D grids but the operator acts on a "
-                f"{len(A.in_shape)}D grid of shape {tuple(A.in_shape)}; use a {len(A.in_shape)}D model "
-                f"(e.g. invsolve.solvers.dcdm.pretrained('poisson{len(A.in_shape)}d-...'))."
-            )
-        if not A.symmetric:
-            raise ValueError(f"DCDM needs a symmetric positive definite operator; {type(A).__name__} is not symmetric.")
         b = problem.y_obs
         if not isinstance(b, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(b))):
             raise ValueError("DCDM: the right-hand side contains NaN or infinite values.")
@@ -194,7 +208,7 @@ class DCDM(AbstractSolver):
     def init(self, problem, key=None):
         A = problem.operator()
         b = problem.y_obs
-        solid = getattr(A, "solid", None)
+        solid = _solid(A)
         x = jnp.zeros_like(b) if solid is None else jnp.where(solid, b, 0.0)  # A = I on solids
         r = b - A.mv(x)
         m = self.n_orthogonalize
@@ -204,31 +218,31 @@ class DCDM(AbstractSolver):
             curvature_ok=jnp.array(True),
         )
 
-    def step(self, problem, s):
+    def step(self, problem, state):
         A = problem.operator()
         b = problem.y_obs
-        q = jnp.asarray(self.model(s.r, _fluid(A)), b.dtype)
+        q = jnp.asarray(self.model(state.r, _fluid(A)), b.dtype)
         for j in range(self.n_orthogonalize):  # modified Gram-Schmidt in the A-inner product
-            q = q - (vdot(q, s.AP[j]) / s.pAp[j]) * s.P[j]
+            q = q - (vdot(q, state.AP[j]) / state.pAp[j]) * state.P[j]
         Aq = A.mv(q)
         qAq = vdot(q, Aq)
         ok = jnp.isfinite(qAq) & (qAq > 0)
-        alpha = jnp.where(ok, vdot(q, s.r) / jnp.where(ok, qAq, 1.0), 0.0)
-        x = s.x + alpha * q
+        alpha = jnp.where(ok, vdot(q, state.r) / jnp.where(ok, qAq, 1.0), 0.0)
+        x = state.x + alpha * q
         r = b - A.mv(x)
         rnorm = jnp.linalg.norm(r)
         def push(stack, v):  # newest first, the oldest dropped
             return jnp.concatenate([v[None], stack[:-1]]) if len(stack) else stack
 
-        new = DCDMState(x=x, r=r, P=push(s.P, q), AP=push(s.AP, Aq), pAp=push(s.pAp, jnp.where(ok, qAq, 1.0)),
-                        rnorm=rnorm, bnorm=s.bnorm, curvature_ok=ok)
-        return new, {"residual": rnorm / jnp.where(s.bnorm > 0, s.bnorm, 1.0)}
+        new = DCDMState(x=x, r=r, P=push(state.P, q), AP=push(state.AP, Aq), pAp=push(state.pAp, jnp.where(ok, qAq, 1.0)),
+                        rnorm=rnorm, bnorm=state.bnorm, curvature_ok=ok)
+        return new, {"residual": rnorm / jnp.where(state.bnorm > 0, state.bnorm, 1.0)}
 
-    def terminate(self, problem, s):
-        return krylov_terminate(self, s)
+    def terminate(self, problem, state):
+        return krylov_terminate(self, state)
 
-    def postprocess(self, problem, s):
-        return Estimate(s.x)
+    def postprocess(self, problem, state):
+        return Estimate(state.x)
 
 
 # --------------------------------------------------------------------------------------
@@ -312,7 +326,7 @@ def _family(operators) -> list:
         raise ValueError("dcdm.train needs at least one operator.")
     shape = ops[0].in_shape
     for i, A in enumerate(ops):
-        if not hasattr(A, "mv") or not getattr(A, "symmetric", False):
+        if not isinstance(A, AbstractLinearOperator) or not A.symmetric:
             raise TypeError(f"dcdm.train: operator {i} is not a symmetric linear operator ({type(A).__name__}).")
         if A.in_shape != shape:
             raise ValueError(f"dcdm.train: operator {i} has grid shape {A.in_shape}, operator 0 has {shape}; "
@@ -321,7 +335,7 @@ def _family(operators) -> list:
         raise ValueError(f"dcdm.train works on 2D or 3D grids, got shape {shape}.")
     if len({type(A) for A in ops}) > 1:
         raise TypeError("dcdm.train: all operators must be of the same type.")
-    if hasattr(ops[0], "solid"):  # make them stackable: an obstacle-free operator gets an all-False mask
+    if isinstance(ops[0], HasSolids):  # make them stackable: an obstacle-free operator gets an all-False mask
         ops = [A if A.solid is not None else dataclasses.replace(A, solid=jnp.zeros(shape, bool)) for A in ops]
     return ops
 

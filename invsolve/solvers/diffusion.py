@@ -25,18 +25,18 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .._problem import HasForward
+from .._problem import HasForward, check_finite_data
 from .._solution import RESULTS, Estimate
-from .._solver import AbstractOptaxSolver, AbstractSolver, check_nonneg, key_optimizer
+from .._solver import AbstractOptaxSolver, AbstractSolver, ArrayUnknown, check_nonneg, key_optimizer
 from ..linalg.krylov import cg_fixed, cgls_fixed
-from ..priors.score import _check_steps, _clip, _pc_step, _times, ancestral
+from ..priors.score import AbstractScorePrior, _check_steps, _clip, _pc_step, _times, ancestral
 
 
 # --------------------------------------------------------------------------------------
 # the shared pieces
 # --------------------------------------------------------------------------------------
 def _check_prior(name, prior):
-    if not callable(getattr(prior, "eps", None)) or getattr(prior, "sde", None) is None:
+    if not isinstance(prior, AbstractScorePrior):
         raise TypeError(f"{name} needs a score prior (invsolve.priors.ScorePrior or GaussianMixture), "
                         f"got {type(prior).__name__}.")
 
@@ -63,7 +63,6 @@ class DiffusionState(eqx.Module):
 
 
 class _Diffusion(AbstractSolver):
-    requires: ClassVar = (HasForward,)
     needs_key: ClassVar = True
     prior: Any
     n_steps: int = 500
@@ -76,45 +75,32 @@ class _Diffusion(AbstractSolver):
         if not (isinstance(self.n_samples, int) and self.n_samples >= 1):
             raise ValueError(f"{name}: n_samples must be a positive integer, got {self.n_samples!r}.")
 
-    def _core_shape(self, problem):
-        return tuple(problem.init_params().shape)
+    @property
+    def requires(self):
+        return (HasForward, ArrayUnknown(self.prior))
 
     def prepare(self, problem):
-        from .._solve import ProblemSolverIncompatible
-
-        name = type(self).__name__
-        x0 = problem.init_params()
-        if not hasattr(x0, "shape"):
-            raise ProblemSolverIncompatible(f"{name} works on problems whose unknown is one array (an image, a "
-                                            f"vector); {type(problem).__name__}'s is a {type(x0).__name__}.")
-        shape = self._core_shape(problem)
-        if tuple(shape) != tuple(self.prior.shape):
-            raise ValueError(f"{name}: the prior was trained on samples of shape {tuple(self.prior.shape)}, but the "
-                             f"problem's unknown has shape {tuple(x0.shape)}; use a prior trained at that "
-                             "resolution (or resample the problem).")
-        y = getattr(problem, "y_obs", None)
-        if y is not None and not isinstance(y, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(y))):
-            raise ValueError(f"{name}: the measurements contain NaN or infinite values; remove or impute them first.")
+        check_finite_data(type(self).__name__, "y_obs", problem.y_obs, "y_obs (the measurements)")
         return self
 
     def default_max_steps(self, problem):
         return self.n_steps
 
-    def terminate(self, problem, st):
-        bad = ~jnp.all(jnp.isfinite(st.x))
-        finished = st.i >= self.n_steps  # a fixed schedule: cut short, it has not sampled the posterior
+    def terminate(self, problem, state):
+        bad = ~jnp.all(jnp.isfinite(state.x))
+        finished = state.i >= self.n_steps  # a fixed schedule: cut short, it has not sampled the posterior
         result = jnp.where(bad, RESULTS.nonfinite, jnp.where(finished, RESULTS.successful, RESULTS.max_steps_reached))
         return finished | bad, result.astype(jnp.int32)
 
-    def check_result(self, problem, st, result):
+    def check_result(self, problem, state, result):
         """A finished run whose particles do not fit the data (mean normalised chi-square
         ``||(forward(x) - y) / sigma||^2 / m`` above `MISFIT_LIMIT`) reports
         ``data_misfit``: e.g. an absurd guidance weight, which leaves a finite but wrong answer."""
-        chi2 = jnp.mean(jax.vmap(problem.normalized_chi2)(st.x))
+        chi2 = jnp.mean(jax.vmap(problem.normalized_chi2)(state.x))
         return jnp.where((result == RESULTS.successful) & (chi2 > MISFIT_LIMIT), RESULTS.data_misfit, result)
 
-    def postprocess(self, problem, st):
-        x = jax.vmap(problem.constrain)(st.x)
+    def postprocess(self, problem, state):
+        x = jax.vmap(problem.constrain)(state.x)
         return Estimate(jnp.mean(x, axis=0), jnp.std(x, axis=0), x)
 
     def _residual(self, problem, x):
@@ -162,8 +148,8 @@ class DPS(_Diffusion):
         x, key = self._start(problem, key)
         return DiffusionState(x, x, jnp.zeros((), jnp.int32), key)
 
-    def step(self, problem, st):
-        t, a, s, a_n, s_n = _times(self.prior.sde, st.i, self.n_steps, st.x.dtype)
+    def step(self, problem, state):
+        t, a, s, a_n, s_n = _times(self.prior.sde, state.i, self.n_steps, state.x.dtype)
         y = problem.y_obs
 
         def norms(x):
@@ -172,11 +158,11 @@ class DPS(_Diffusion):
             nrm = jnp.sqrt(jnp.sum(r.reshape(r.shape[0], -1) ** 2, axis=1))
             return jnp.sum(nrm), (x0, nrm)
 
-        (_, (x0, nrm)), g = jax.value_and_grad(norms, has_aux=True)(st.x)
-        key, kz = jax.random.split(st.key)
-        z = jax.random.normal(kz, st.x.shape, st.x.dtype)
-        x = ancestral(st.x, _clip(x0, self.clip), a, s, a_n, s_n, z) - self.zeta * g
-        return DiffusionState(x, x0, st.i + 1, key), {"residual": jnp.mean(nrm) / jnp.linalg.norm(y)}
+        (_, (x0, nrm)), g = jax.value_and_grad(norms, has_aux=True)(state.x)
+        key, kz = jax.random.split(state.key)
+        z = jax.random.normal(kz, state.x.shape, state.x.dtype)
+        x = ancestral(state.x, _clip(x0, self.clip), a, s, a_n, s_n, z) - self.zeta * g
+        return DiffusionState(x, x0, state.i + 1, key), {"residual": jnp.mean(nrm) / jnp.linalg.norm(y)}
 
 
 # --------------------------------------------------------------------------------------
@@ -215,13 +201,13 @@ class ScoreSDE(_Diffusion):
         x, key = self._start(problem, key)
         return DiffusionState(x, x, jnp.zeros((), jnp.int32), key)
 
-    def step(self, problem, st):
-        key, kp, kz = jax.random.split(st.key, 3)
-        x, x0 = _pc_step(self.prior, st.x, st.i, kp, self.n_steps, self.snr, self.n_corrector, self.clip)
-        _, _, _, a_n, s_n = _times(self.prior.sde, st.i, self.n_steps, x.dtype)
+    def step(self, problem, state):
+        key, kp, kz = jax.random.split(state.key, 3)
+        x, x0 = _pc_step(self.prior, state.x, state.i, kp, self.n_steps, self.snr, self.n_corrector, self.clip)
+        _, _, _, a_n, s_n = _times(self.prior.sde, state.i, self.n_steps, x.dtype)
         projected = self._project(problem, x, a_n, s_n, kz)
         x = jnp.where(s_n > 0, projected, x) if self.skip_last_projection else projected
-        return DiffusionState(x, x0, st.i + 1, key), {"residual": self._residual(problem, x0)}
+        return DiffusionState(x, x0, state.i + 1, key), {"residual": self._residual(problem, x0)}
 
     def _project(self, problem, x, a, s, key):
         y = problem.y_obs
@@ -283,21 +269,21 @@ class REDDiff(AbstractOptaxSolver, _Diffusion):
         mu = jnp.broadcast_to(mu, (self.n_samples, *mu.shape))
         return DiffusionState(mu, mu, jnp.zeros((), jnp.int32), key, self.optimizer.init(mu))
 
-    def step(self, problem, st):
-        t, a, s, _, _ = _times(self.prior.sde, st.i, self.n_steps, st.x.dtype)
-        key, ke = jax.random.split(st.key)
-        e = jax.random.normal(ke, st.x.shape, st.x.dtype)
-        e_hat = jax.lax.stop_gradient(self.prior.eps(a * st.x + s * e, t))
+    def step(self, problem, state):
+        t, a, s, _, _ = _times(self.prior.sde, state.i, self.n_steps, state.x.dtype)
+        key, ke = jax.random.split(state.key)
+        e = jax.random.normal(ke, state.x.shape, state.x.dtype)
+        e_hat = jax.lax.stop_gradient(self.prior.eps(a * state.x + s * e, t))
         y = problem.y_obs
 
         def loss(mu):
             r = jax.vmap(problem.forward)(mu) - y
             return self.lam * (s / a) * jnp.sum((e_hat - e) * mu) + 0.5 * jnp.sum(r * r)
 
-        val, g = jax.value_and_grad(loss)(st.x)
-        upd, opt_state = self.optimizer.update(g, st.extra, st.x)
-        mu = optax.apply_updates(st.x, upd)
-        return (DiffusionState(mu, mu, st.i + 1, key, opt_state),
+        val, g = jax.value_and_grad(loss)(state.x)
+        upd, opt_state = self.optimizer.update(g, state.extra, state.x)
+        mu = optax.apply_updates(state.x, upd)
+        return (DiffusionState(mu, mu, state.i + 1, key, opt_state),
                 {"residual": self._residual(problem, mu), "loss": val / self.n_samples})
 
 
@@ -338,25 +324,22 @@ class DiffusionMBIR(_Diffusion):
         for name in ("cg_steps", "n_corrector"):
             check_nonneg(f"DiffusionMBIR {name}", getattr(self, name), integer=True, allow_none=False)
 
-    def _core_shape(self, problem):
-        shape = tuple(problem.init_params().shape)
-        if len(shape) != len(self.prior.shape) + 1:
-            raise ValueError(f"DiffusionMBIR reconstructs a stack of slices (n_slices, *{tuple(self.prior.shape)}); "
-                             f"the problem's unknown has shape {shape}.")
-        return shape[1:]
+    @property
+    def requires(self):
+        return (HasForward, ArrayUnknown(self.prior, stack=True))
 
     def init(self, problem, key):
         x, key = self._start(problem, key)
         dz = jnp.zeros_like(jax.vmap(_dz)(x))
         return DiffusionState(x, x, jnp.zeros((), jnp.int32), key, (dz, dz))
 
-    def step(self, problem, st):
-        n, nz = st.x.shape[:2]
-        key, kp = jax.random.split(st.key)
-        flat = st.x.reshape(n * nz, *self.prior.shape)
-        x, x0 = _pc_step(self.prior, flat, st.i, kp, self.n_steps, self.snr, self.n_corrector, self.clip)
-        x, x0 = x.reshape(st.x.shape), x0.reshape(st.x.shape)
-        z, u = st.extra
+    def step(self, problem, state):
+        n, nz = state.x.shape[:2]
+        key, kp = jax.random.split(state.key)
+        flat = state.x.reshape(n * nz, *self.prior.shape)
+        x, x0 = _pc_step(self.prior, flat, state.i, kp, self.n_steps, self.snr, self.n_corrector, self.clip)
+        x, x0 = x.reshape(state.x.shape), x0.reshape(state.x.shape)
+        z, u = state.extra
         y, rho, lam = problem.y_obs, self.rho, self.tv_z
 
         def admm(xi, zi, ui):
@@ -369,7 +352,7 @@ class DiffusionMBIR(_Diffusion):
             return xi, zi, ui + _dz(xi) - zi
 
         x, z, u = jax.vmap(admm)(x, z, u)
-        return DiffusionState(x, x0, st.i + 1, key, (z, u)), {"residual": self._residual(problem, x0)}
+        return DiffusionState(x, x0, state.i + 1, key, (z, u)), {"residual": self._residual(problem, x0)}
 
 
 def _dzT(d, shape):

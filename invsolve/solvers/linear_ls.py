@@ -103,20 +103,20 @@ class Landweber(AbstractSolver):
             ynorm=jnp.linalg.norm(op.y),
         )
 
-    def step(self, problem, st):
+    def step(self, problem, state):
         op = whiten(problem)
-        x = st.x + st.step_size * op.rmv(st.r)
+        x = state.x + state.step_size * op.rmv(state.r)
         if self.nonneg:
             x = jnp.maximum(x, 0)
         r = op.y - op.mv(x)
-        misfit = safe_div(jnp.linalg.norm(r), st.ynorm)
-        return LandweberState(x, r, st.step_size, misfit, st.ynorm), {"misfit": misfit}
+        misfit = safe_div(jnp.linalg.norm(r), state.ynorm)
+        return LandweberState(x, r, state.step_size, misfit, state.ynorm), {"misfit": misfit}
 
-    def terminate(self, problem, st):
+    def terminate(self, problem, state):
         return jnp.array(False), jnp.array(RESULTS.successful, jnp.int32)
 
-    def postprocess(self, problem, st):
-        return Estimate(st.x)
+    def postprocess(self, problem, state):
+        return Estimate(state.x)
 
 
 # --------------------------------------------------------------------------------------
@@ -216,31 +216,31 @@ class ChambollePock(AbstractSolver):
             tau=step, sigma=step, scale=scale, primal=inf, change=inf,
         )
 
-    def step(self, problem, st):
+    def step(self, problem, state):
         op = whiten(problem)
         lam = jnp.asarray(self.lam, op.dtype)
-        tau, sigma = st.tau, st.sigma
-        p = (st.p + sigma * (st.Axbar - op.y)) / (1 + sigma)
-        q = project_balls(st.q + (sigma * st.scale) * gradient(st.xbar), lam / st.scale)
-        x = st.x - tau * (op.rmv(p) - st.scale * divergence(q))
+        tau, sigma = state.tau, state.sigma
+        p = (state.p + sigma * (state.Axbar - op.y)) / (1 + sigma)
+        q = project_balls(state.q + (sigma * state.scale) * gradient(state.xbar), lam / state.scale)
+        x = state.x - tau * (op.rmv(p) - state.scale * divergence(q))
         if self.nonneg:
             x = jnp.maximum(x, 0)
         Ax = op.mv(x)
         res = Ax - op.y
         primal = 0.5 * vdot(res, res) + lam * tv_iso(x)
-        dx, xn = jnp.linalg.norm(x - st.x), jnp.linalg.norm(x)
+        dx, xn = jnp.linalg.norm(x - state.x), jnp.linalg.norm(x)
         change = jnp.where(xn > 0, dx / jnp.where(xn > 0, xn, 1), jnp.where(dx > 0, jnp.inf, 0)).astype(dx.dtype)
         new = ChambollePockState(
-            x=x, xbar=2 * x - st.x, Ax=Ax, Axbar=2 * Ax - st.Ax, p=p, q=q, tau=tau, sigma=sigma,
-            scale=st.scale, primal=primal, change=change,
+            x=x, xbar=2 * x - state.x, Ax=Ax, Axbar=2 * Ax - state.Ax, p=p, q=q, tau=tau, sigma=sigma,
+            scale=state.scale, primal=primal, change=change,
         )
         return new, {"primal": primal, "change": change}
 
-    def terminate(self, problem, st):
+    def terminate(self, problem, state):
         if self.rtol is None:
             return jnp.array(False), jnp.array(RESULTS.successful, jnp.int32)
-        done = st.change <= self.rtol
+        done = state.change <= self.rtol
         return done, jnp.where(done, RESULTS.successful, RESULTS.max_steps_reached).astype(jnp.int32)
 
-    def postprocess(self, problem, st):
-        return Estimate(st.x)
+    def postprocess(self, problem, state):
+        return Estimate(state.x)

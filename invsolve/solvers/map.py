@@ -12,7 +12,7 @@ import optax
 from .._problem import HasForward
 from .._solution import RESULTS, Estimate
 from .._solver import AbstractOptaxSolver, check_nonneg
-from ..priors import AbstractPrior
+from ..priors import AbstractDensityPrior
 
 
 class MAPState(eqx.Module):
@@ -49,7 +49,7 @@ class GradientMAP(AbstractOptaxSolver):
 
     requires: ClassVar = (HasForward,)
     optimizer: Any
-    prior: AbstractPrior | None = None
+    prior: AbstractDensityPrior | None = None
     max_steps: int | None = 1000
     gtol: float | None = None
     theta0: Any = None
@@ -57,6 +57,9 @@ class GradientMAP(AbstractOptaxSolver):
     def __check_init__(self):
         check_nonneg("GradientMAP max_steps", self.max_steps, integer=True)
         check_nonneg("GradientMAP gtol", self.gtol)
+        if self.prior is not None and not isinstance(self.prior, AbstractDensityPrior):
+            raise TypeError("GradientMAP prior must be a regularizer with a log density (an "
+                            f"invsolve.priors.AbstractDensityPrior such as Tikhonov or TV), got {type(self.prior).__name__}.")
         if not isinstance(self.optimizer, optax.GradientTransformation) and not hasattr(self.optimizer, "update"):
             raise TypeError(
                 "GradientMAP optimizer must be an optax GradientTransformation, e.g. optax.adam(1e-2); "
@@ -87,20 +90,20 @@ class GradientMAP(AbstractOptaxSolver):
         inf = jnp.full((), jnp.inf, dtype)
         return MAPState(theta, self.optimizer.init(theta), inf, inf, inf)
 
-    def step(self, problem, s):
+    def step(self, problem, state):
         f = self._objective(problem)
-        loss, grad = jax.value_and_grad(f)(s.theta)
-        updates, opt_state = self.optimizer.update(grad, s.opt_state, s.theta, value=loss, grad=grad, value_fn=f)
-        theta = optax.apply_updates(s.theta, updates)
+        loss, grad = jax.value_and_grad(f)(state.theta)
+        updates, opt_state = self.optimizer.update(grad, state.opt_state, state.theta, value=loss, grad=grad, value_fn=f)
+        theta = optax.apply_updates(state.theta, updates)
         gnorm = _tree_norm(grad).astype(loss.dtype)
-        g0 = jnp.where(jnp.isinf(s.grad_norm0), gnorm, s.grad_norm0)
+        g0 = jnp.where(jnp.isinf(state.grad_norm0), gnorm, state.grad_norm0)
         return MAPState(theta, opt_state, loss, gnorm, g0), {"loss": loss, "grad_norm": gnorm}
 
-    def terminate(self, problem, s):
+    def terminate(self, problem, state):
         if self.gtol is None:
             return jnp.array(False), jnp.array(RESULTS.successful, jnp.int32)
-        done = jnp.isfinite(s.grad_norm0) & (s.grad_norm <= self.gtol * s.grad_norm0)
+        done = jnp.isfinite(state.grad_norm0) & (state.grad_norm <= self.gtol * state.grad_norm0)
         return done, jnp.where(done, RESULTS.successful, RESULTS.max_steps_reached).astype(jnp.int32)
 
-    def postprocess(self, problem, s):
-        return Estimate(problem.constrain(s.theta))
+    def postprocess(self, problem, state):
+        return Estimate(problem.constrain(state.theta))

@@ -24,7 +24,8 @@ import jax.numpy as jnp
 
 from .._problem import HasForward, HasSimulator
 from .._solution import RESULTS, Estimate
-from .._solver import AbstractSolver, check_nonneg
+from .._solver import AbstractSolver, Requirement, check_nonneg
+from ..priors import AbstractDensityPrior
 
 
 class NUTSState(eqx.Module):
@@ -34,6 +35,17 @@ class NUTSState(eqx.Module):
     samples: Any  # (n_samples, ...) positions w, filled step by step
     i: jax.Array
     key: jax.Array
+
+
+class _BoxPrior(Requirement):
+    """Without a prior object, the problem's parameter box (a `HasSimulator`) is the prior."""
+
+    def unmet(self, problem):
+        if isinstance(problem, HasSimulator):
+            return None
+        return (f"a prior on the unknowns, but {type(problem).__name__} has no prior bounds on its unknowns (it is "
+                "not a HasSimulator with a parameter box) and no prior was given; pass a proper prior, e.g. "
+                "NUTS(prior=inv.priors.Tikhonov(alpha)) for theta ~ N(0, I/alpha)")
 
 
 class NUTS(AbstractSolver):
@@ -64,7 +76,6 @@ class NUTS(AbstractSolver):
     target_acceptance: float = eqx.field(static=True, default=0.8)
     max_tree_depth: int = eqx.field(static=True, default=10)
 
-    requires: ClassVar = (HasForward,)
     needs_key: ClassVar = True
 
     def __check_init__(self):
@@ -74,18 +85,15 @@ class NUTS(AbstractSolver):
             raise ValueError(f"NUTS needs n_samples >= 2 to estimate a spread, got {self.n_samples}.")
         if not 0.0 < self.target_acceptance < 1.0:
             raise ValueError(f"NUTS target_acceptance must be in (0, 1), got {self.target_acceptance}.")
-        if self.prior is not None and not hasattr(self.prior, "log_density_neg"):
-            raise TypeError(f"NUTS prior must have a log density (log_density_neg), got {type(self.prior).__name__}.")
+        if self.prior is not None and not isinstance(self.prior, AbstractDensityPrior):
+            raise TypeError("NUTS prior must have a log density (an invsolve.priors.AbstractDensityPrior such as "
+                            f"Tikhonov), got {type(self.prior).__name__}.")
+
+    @property
+    def requires(self):
+        return (HasForward,) if self.prior is not None else (HasForward, _BoxPrior())
 
     # --- the sampling variable w and its log density ------------------------------------
-    def prepare(self, problem):
-        if self.prior is None and not isinstance(problem, HasSimulator):
-            raise ValueError(
-                f"NUTS: {type(problem).__name__} has no prior bounds on its unknowns (it is not a "
-                "HasSimulator with a parameter box), and no prior was given; pass a proper prior, e.g. "
-                "NUTS(prior=inv.priors.Tikhonov(alpha)) for theta ~ N(0, I/alpha)."
-            )
-        return self
 
     def _box(self, problem) -> bool:
         return self.prior is None

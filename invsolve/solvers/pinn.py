@@ -209,13 +209,13 @@ class PINN(AbstractOptaxSolver):
                 info[k] = v
         return jax.tree.map(lambda v: jnp.asarray(v, loss.dtype), info)
 
-    def step(self, problem, s):
+    def step(self, problem, state):
         nw = self._warmup(problem)
-        points = s.points
+        points = state.points
         if self.resample_every:
-            k = s.step - nw
+            k = state.step - nw
             fresh = (k > 0) & (k % self.resample_every == 0)
-            key = jax.random.fold_in(jax.random.wrap_key_data(s.key), s.step)
+            key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
             points = jax.lax.cond(fresh, lambda: self._points(problem, key), lambda: points)
         f = self._loss(problem, points)
 
@@ -239,29 +239,29 @@ class PINN(AbstractOptaxSolver):
 
         branches = [b for b, n in ((warm, nw), (physics, self.steps), (refine, self.lbfgs_steps)) if n]
         bounds = jnp.cumsum(jnp.array([n for n in (nw, self.steps, self.lbfgs_steps) if n]))
-        stage = jnp.minimum(jnp.sum(s.step >= bounds), len(branches) - 1)
-        old = s.params
-        new, loss, terms = jax.lax.switch(stage, branches, s) if len(branches) > 1 else branches[0](s)
+        stage = jnp.minimum(jnp.sum(state.step >= bounds), len(branches) - 1)
+        old = state.params
+        new, loss, terms = jax.lax.switch(stage, branches, state) if len(branches) > 1 else branches[0](state)
         physics_loss = self._total(terms)
-        better = (s.step >= nw) & (physics_loss < s.best_loss)
-        best = jax.lax.cond(better, lambda: old, lambda: s.best_params)
-        best_loss = jnp.where(better, physics_loss, s.best_loss).astype(s.best_loss.dtype)
-        new = dataclasses.replace(new, step=s.step + 1, points=points, loss=loss.astype(s.loss.dtype),
+        better = (state.step >= nw) & (physics_loss < state.best_loss)
+        best = jax.lax.cond(better, lambda: old, lambda: state.best_params)
+        best_loss = jnp.where(better, physics_loss, state.best_loss).astype(state.best_loss.dtype)
+        new = dataclasses.replace(new, step=state.step + 1, points=points, loss=loss.astype(state.loss.dtype),
                                   best_params=best, best_loss=best_loss)
         return new, self._info(problem, loss, terms, old)
 
-    def terminate(self, problem, s):
+    def terminate(self, problem, state):
         # a fixed schedule: done after its last stage; cut short by a smaller step budget,
         # the run reports max_steps_reached
-        done = s.step >= self.default_max_steps(problem)
+        done = state.step >= self.default_max_steps(problem)
         return done, jnp.where(done, RESULTS.successful, RESULTS.max_steps_reached).astype(jnp.int32)
 
     def best(self, s):
         """The parameters to report: the best seen in the physics stages (else the last)."""
         return jax.tree.map(lambda a, b: jnp.where(jnp.isfinite(s.best_loss), a, b), s.best_params, s.params)
 
-    def postprocess(self, problem, s):
-        params = self.best(s)
+    def postprocess(self, problem, state):
+        params = self.best(state)
         return Estimate(problem.evaluate(self.field(problem, params), problem.constrain(params["theta"])))
 
 

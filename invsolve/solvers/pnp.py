@@ -24,7 +24,6 @@ MAP objective of that prior. Computes in the dtype of the data; ``x`` has the un
 
 from __future__ import annotations
 
-from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -32,30 +31,16 @@ import jax.numpy as jnp
 
 from .._problem import HasForward
 from .._solution import RESULTS, Estimate
-from .._solver import AbstractSolver, check_nonneg
+from .._solver import AbstractSolver, ArrayUnknown, check_nonneg
 from ..priors import AbstractProxPrior
 from ..linalg.krylov import cg_fixed
 from ..linalg.least_squares import check_power_iterations, power_norm_sq
 
 
 def _check_prior(solver, prior):
-    if not callable(getattr(prior, "prox", None)) or (isinstance(prior, AbstractProxPrior)
-                                                      and type(prior).prox is AbstractProxPrior.prox):
-        raise TypeError(f"{solver} needs a prior with a proximal operator (prox), such as "
-                        f"invsolve.priors.LPN, TV or L1; got {type(prior).__name__}, which has none.")
-
-
-def _check_unknown(solver, prior, problem):
-    """Refuse an unknown the prior cannot take, before anything is traced."""
-    from .._solve import ProblemSolverIncompatible
-
-    x0 = problem.init_params()
-    if not hasattr(x0, "shape"):
-        raise ProblemSolverIncompatible(f"{solver} works on problems whose unknown is one array (an image, "
-                                        f"a field); {type(problem).__name__}'s is a {type(x0).__name__}.")
-    check = getattr(prior, "_check_shape", None)
-    if check is not None:
-        check(tuple(x0.shape))
+    if not isinstance(prior, AbstractProxPrior):
+        raise TypeError(f"{solver} needs a prior with a proximal operator (an invsolve.priors.AbstractProxPrior "
+                        f"such as LPN, TV or L1); got {type(prior).__name__}, which has none.")
 
 
 def _hvp(D, x):
@@ -77,22 +62,21 @@ def _change(new, old):
 
 
 class _PnP(AbstractSolver):
-    requires: ClassVar = (HasForward,)
     prior: AbstractProxPrior
     max_steps: int | None = 100
     rtol: float | None = None
     track_objective: bool = False
 
-    def prepare(self, problem):
-        _check_unknown(type(self).__name__, self.prior, problem)
-        return self
+    @property
+    def requires(self):
+        return (HasForward, ArrayUnknown(self.prior))
 
     def default_max_steps(self, problem):
         return 100
 
-    def terminate(self, problem, st):
-        bad = jnp.isnan(st.change)  # inf marks "no step yet"; non-finite iterates give NaN
-        done = jnp.array(False) if self.rtol is None else st.change <= self.rtol
+    def terminate(self, problem, state):
+        bad = jnp.isnan(state.change)  # inf marks "no step yet"; non-finite iterates give NaN
+        done = jnp.array(False) if self.rtol is None else state.change <= self.rtol
         ok = RESULTS.successful if self.rtol is None else jnp.where(done, RESULTS.successful, RESULTS.max_steps_reached)
         return done | bad, jnp.where(bad, RESULTS.nonfinite, ok).astype(jnp.int32)
 
@@ -147,14 +131,14 @@ class PnPPGD(_PnP):
         inf = jnp.full((), jnp.inf, x0.dtype)
         return PnPState(x0, x0, jnp.zeros_like(x0), self._step_size(problem, x0), inf, D(x0).astype(x0.dtype))
 
-    def step(self, problem, st):
+    def step(self, problem, state):
         D = problem.neg_log_likelihood
-        x = self.prior.prox(st.x - st.step_size * jax.grad(D)(st.x)).astype(st.x.dtype)
-        new = PnPState(x, x, st.u, st.step_size, _change(x, st.x), D(x).astype(x.dtype))
+        x = self.prior.prox(state.x - state.step_size * jax.grad(D)(state.x)).astype(state.x.dtype)
+        new = PnPState(x, x, state.u, state.step_size, _change(x, state.x), D(x).astype(x.dtype))
         return new, self._info(problem, new, x)
 
-    def postprocess(self, problem, st):
-        return Estimate(problem.constrain(st.x))
+    def postprocess(self, problem, state):
+        return Estimate(problem.constrain(state.x))
 
 
 class PnPADMM(_PnP):
@@ -208,19 +192,19 @@ class PnPADMM(_PnP):
         D = problem.neg_log_likelihood(x0).astype(x0.dtype)
         return PnPState(x0, x0, jnp.zeros_like(x0), self._step_size(problem, x0), inf, D)
 
-    def step(self, problem, st):
+    def step(self, problem, state):
         D = problem.neg_log_likelihood
-        rho = 1.0 / st.step_size
-        v = st.z - st.u
-        hvp = _hvp(D, st.x)
-        g = jax.grad(D)(st.x) + rho * (st.x - v)
+        rho = 1.0 / state.step_size
+        v = state.z - state.u
+        hvp = _hvp(D, state.x)
+        g = jax.grad(D)(state.x) + rho * (state.x - v)
         d = cg_fixed(lambda w: hvp(w) + rho * w, -g, self.cg_steps)
-        x = st.x + d
-        z = self.prior.prox(x + st.u).astype(x.dtype)
-        u = st.u + x - z
-        new = PnPState(x, z, u, st.step_size, _change(z, st.z), D(z).astype(z.dtype))
+        x = state.x + d
+        z = self.prior.prox(x + state.u).astype(x.dtype)
+        u = state.u + x - z
+        new = PnPState(x, z, u, state.step_size, _change(z, state.z), D(z).astype(z.dtype))
         return new, self._info(problem, new, z)
 
-    def postprocess(self, problem, st):
-        return Estimate(problem.constrain(st.z))
+    def postprocess(self, problem, state):
+        return Estimate(problem.constrain(state.z))
 
