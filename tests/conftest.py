@@ -18,3 +18,31 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 @pytest.fixture(scope="session")
 def key():
     return jax.random.key(0)
+
+
+# --- how many tests the fast tier left out ----------------------------------------------
+# Under pytest-xdist the workers collect and deselect; each reports its count to the
+# controller, which prints one line at the end of the run.
+_deselected = {"n": 0}
+
+
+def pytest_deselected(items):
+    _deselected["n"] += sum(1 for item in items if item.get_closest_marker("slow"))
+
+
+def pytest_sessionfinish(session):
+    if hasattr(session.config, "workeroutput"):  # an xdist worker
+        session.config.workeroutput["deselected"] = _deselected["n"]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):  # xdist controller: every worker collects the same tests
+    _deselected["n"] = max(_deselected["n"], getattr(node, "workeroutput", {}).get("deselected", 0))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    expr = config.getoption("markexpr")
+    if _deselected["n"] and expr == "not slow":
+        terminalreporter.write_line(f"fast tier: {_deselected['n']} slow tests deselected; `pytest -m slow` runs them "
+                                    "(CI runs both tiers: .ci/run)")

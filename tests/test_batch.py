@@ -61,6 +61,7 @@ def one_by_one(problem, solver, key, max_steps):
     return inv.solve(problem, solver, key=key, max_steps=max_steps, driver=inv.DeviceLoop())
 
 
+@pytest.mark.slow  # 28 s on a quiet 2-core machine, cold cache
 def test_batched_map_and_a_stochastic_sampler_equal_one_by_one():
     p0 = poisson.source_identification(shape=(12, 12), n_sensors=30, noise=0.01, key=jax.random.key(0))
     probs = [p0.with_observations(p0.y_obs * (1 + 0.1 * i)) for i in range(3)]
@@ -208,6 +209,7 @@ def test_no_device_waits_for_another_inside_the_loop(tmp_path):
     assert sharded_loops >= 1  # the batch's loop was compiled, for eight devices, and checked
 
 
+@pytest.mark.slow  # 25 s on a quiet 2-core machine, cold cache
 def test_data_parallel_training_over_four_devices_equals_one_device():
     """Score and LPN training (batches split over 4 simulated devices) and a PINN (collocation
     points split) give the one-device parameters / losses to float32 round-off."""

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from invsolve import cli
 
@@ -24,6 +25,7 @@ def test_unknown_experiment_exits_nonzero_and_lists_known_ones():
     assert "poisson-inverse" in proc.stderr and "poisson-kappa" in proc.stderr
 
 
+@pytest.mark.slow  # 25 s on a quiet 2-core machine, cold cache
 def test_run_writes_metrics_solution_and_figures(tmp_path, capsys):
     out = tmp_path / "kappa"
     assert cli.main(["run", "poisson-kappa", "--quick", "--out", os.fspath(out), "--seed", "1"]) == 0
@@ -41,6 +43,7 @@ def test_run_writes_metrics_solution_and_figures(tmp_path, capsys):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow  # 24 s on a quiet 2-core machine, cold cache
 def test_flame_inverse_run_honours_set_and_writes_the_results_contract(tmp_path):
     out = tmp_path / "flame"
     args = ["run", "flame-inverse", "--quick", "--out", os.fspath(out), "--set", "steps=50", "--set", "noise=0.0"]
@@ -60,6 +63,7 @@ def test_set_rejects_unknown_fields(capsys):
     assert "NAME one of" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # 34 s on a quiet 2-core machine, cold cache
 def test_tumor_runs_write_the_results_contract(tmp_path):
     out = tmp_path / "tg"
     assert cli.main(["run", "tumor-gradient", "--quick", "--out", os.fspath(out), "--set", "max_steps=300"]) == 0
@@ -85,6 +89,7 @@ def test_run_leaves_the_callers_x64_setting(tmp_path):
     assert jax.config.jax_enable_x64 == before
 
 
+@pytest.mark.slow  # 21 s on a quiet 2-core machine, cold cache
 def test_dcdm_run_writes_the_results_contract(tmp_path):
     assert cli.main(["run", "dcdm-poisson", "--quick", "--out", os.fspath(tmp_path)]) == 0
     m = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
@@ -112,6 +117,7 @@ def test_train_writes_a_model_that_loads(tmp_path):
     assert model.config == (4, 1, 2) and dict(model.info)["recipe"] == "poisson2d-64"
 
 
+@pytest.mark.slow  # 15 s on a quiet 2-core machine, cold cache
 def test_train_an_lpn_recipe_writes_a_model_that_loads(tmp_path):
     from invsolve.priors import LPN
 
@@ -125,6 +131,7 @@ def test_train_an_lpn_recipe_writes_a_model_that_loads(tmp_path):
 
 
 
+@pytest.mark.slow  # 19 s on a quiet 2-core machine, cold cache
 def test_train_a_score_recipe_writes_a_prior_that_loads(tmp_path):
     from invsolve.priors import ScorePrior
 
@@ -137,6 +144,7 @@ def test_train_a_score_recipe_writes_a_prior_that_loads(tmp_path):
     assert dict(prior.info)["recipe"] == "ellipses-64" and dict(prior.info)["steps"] == 2
 
 
+@pytest.mark.slow  # 22 s on a quiet 2-core machine, cold cache
 def test_reproduce_writes_a_report_keeps_finished_runs_and_records_failures(tmp_path, capsys, monkeypatch):
     from invsolve import experiments
 

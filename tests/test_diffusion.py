@@ -98,6 +98,7 @@ def test_reddiff_reaches_the_posterior_mean_region(testbed):
 
 
 # --- learned scores -----------------------------------------------------------------------
+@pytest.mark.slow  # 14 s on a quiet 2-core machine, cold cache
 def test_trained_score_matches_the_analytic_mixture_score(testbed):
     gm = testbed[0]
     prior = ScorePrior.train(lambda k, n: gm.draw(k, n).astype(jnp.float32), "vp",
@@ -135,6 +136,7 @@ def test_unet_prior_saves_and_loads(tmp_path):
     assert back.sde == prior.sde and back.info == prior.info and back.config == prior.config
 
 
+@pytest.mark.slow  # 18 s on a quiet 2-core machine, cold cache
 @pytest.mark.parametrize("name", ["mni-64", "ellipses-64"])
 def test_shipped_priors_denoise_held_out_images(name):
     """Tweedie's denoiser of the shipped prior at noise 0.1 gains > 6 dB on unseen images."""

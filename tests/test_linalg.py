@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import invsolve as inv
 from invsolve.problems import poisson
@@ -17,6 +18,7 @@ def _loss_kappa(z, b, solver=None):
     return jnp.sum(jnp.sin(u) * jnp.arange(u.size).reshape(u.shape) / u.size)
 
 
+@pytest.mark.slow  # 15 s on a quiet 2-core machine, cold cache
 def test_grad_wrt_coefficient_matches_finite_differences():
     z = 0.3 * jax.random.normal(jax.random.key(0), SHAPE)
     b = jax.random.normal(jax.random.key(1), SHAPE)

@@ -31,6 +31,7 @@ def _random_lpn(shape, key=0, scale=0.3, nonneg=True, **kw):
 
 
 # --- the architecture ---------------------------------------------------------------------
+@pytest.mark.slow  # 24 s on a quiet 2-core machine, cold cache
 @pytest.mark.parametrize("shape", [(3,), (8, 8)])
 def test_psi_is_convex_hessian_eigenvalues_nonnegative(shape):
     lpn = _random_lpn(shape, hidden=6, depth=2)
@@ -64,6 +65,7 @@ def test_prox_is_the_gradient_of_psi_by_finite_differences(shape):
         assert abs(float(jnp.vdot(f, v)) - fd) <= 1e-7 * max(1.0, abs(fd))
 
 
+@pytest.mark.slow  # 13 s on a quiet 2-core machine, cold cache
 def test_prox_batches_over_leading_axes_and_keeps_the_dtype():
     lpn = _random_lpn((8, 8), hidden=4, depth=2)
     ys = jax.random.normal(jax.random.key(0), (2, 3, 8, 8))
@@ -110,6 +112,7 @@ def test_l2_training_learns_the_mmse_denoiser_of_a_gaussian():
     assert dict(lpn.info)["loss"] == "l2" and lpn.sigma == 0.5
 
 
+@pytest.mark.slow  # 19 s on a quiet 2-core machine, cold cache
 def test_proximal_matching_moves_towards_soft_thresholding():
     """A short version of the paper's Laplacian experiment: after L1 pre-training, proximal
     matching brings f closer to soft-thresholding than L2 training (the MMSE denoiser)."""
@@ -164,6 +167,7 @@ def test_pretrained_unknown_name():
 
 
 # --- proximal operators of the hand-made priors --------------------------------------------
+@pytest.mark.slow  # 16 s on a quiet 2-core machine, cold cache
 def test_tv_prox_matches_chambolle_pock_denoising():
     x = phantoms.shepp_logan(32) + 0.1 * jax.random.normal(jax.random.key(0), (32, 32))
     A = inv.MatrixOperator.from_array(jnp.eye(32 * 32), (32, 32), (32, 32))

@@ -38,6 +38,7 @@ def test_forward_model_solves_the_pde(small):
     assert abs(float(jnp.std(r)) - 1) < 0.3 and abs(float(jnp.mean(r))) < 0.4
 
 
+@pytest.mark.slow  # 26 s on a quiet 2-core machine, cold cache
 def test_source_identification_quick_setting_reaches_10_percent():
     exp = experiments.get("poisson-inverse")
     out = exp.run(exp.quick, 0)
@@ -48,6 +49,7 @@ def test_source_identification_quick_setting_reaches_10_percent():
     assert loss.shape == (exp.quick.max_steps,) and loss[-1] < 0.01 * loss[0]
 
 
+@pytest.mark.slow  # 14 s on a quiet 2-core machine, cold cache
 def test_vmap_over_noise_draws(small):
     solver = inv.solvers.GradientMAP(optax.adam(5e-2), prior=inv.priors.Tikhonov(300.0, order=2), max_steps=150)
     ys = small.y_obs + small.noise.sigma * jax.random.normal(jax.random.key(7), (8, *small.y_obs.shape))
@@ -78,6 +80,7 @@ def test_fresh_optimizer_does_not_recompile(small):
     assert c["lower"] > 0
 
 
+@pytest.mark.slow  # 23 s on a quiet 2-core machine, cold cache
 def test_lbfgs_converges_to_the_quadratic_minimum(small):
     """Source identification is linear-Gaussian: the MAP solves a linear system exactly."""
     prior = inv.priors.Tikhonov(10.0)

@@ -50,6 +50,7 @@ def test_nuts_matches_the_analytic_gaussian_posterior(gaussian):
     assert 0.8 < np.mean(sol.history["acceptance"]) <= 1.0 and np.sum(sol.history["divergent"]) == 0
 
 
+@pytest.mark.slow  # 14 s on a quiet 2-core machine, cold cache
 def test_chains_run_as_a_batch_and_each_equals_its_own_solve(gaussian):
     prob = gaussian[0]
     nuts = inv.solvers.NUTS(n_samples=50, n_warmup=50, prior=inv.priors.Tikhonov(ALPHA))
@@ -74,6 +75,7 @@ def tumour():
     return tumor.segmentation_inverse(brain, truth, (0.25, 0.6))
 
 
+@pytest.mark.slow  # 13 s on a quiet 2-core machine, cold cache
 def test_nuts_on_the_tumour_from_a_database_start(tumour):
     db = inv.solvers.DatabaseQuery.build(tumour, 64, jax.random.key(0))
     nuts = inv.solvers.NUTS(n_samples=60, n_warmup=60)

@@ -9,13 +9,10 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
-# the longest (1-2 minutes each on two cores) run with `pytest -m slow`, to keep CI within
-# its budget; their generators are still checked below, and 00_tour covers the solve() loop
-SLOW = {"01_poisson", "03_flame_pinn", "05_dcdm", "06_lpn", "07_diffusion"}
-
-
-@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.slow) if p.stem in SLOW else p
-                                  for p in NOTEBOOKS], ids=lambda p: p.stem)
+# Running a notebook takes 0.5-2 minutes on two cores: every notebook runs in the slow tier
+# (`pytest -m slow`, which CI runs after the fast tier); the fast tier checks the generators.
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs(path, tmp_path):
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()

@@ -63,6 +63,7 @@ def test_pinn_fisher_kpp_matches_the_travelling_wave():
     assert float(sol.metrics["rel_l2"]) < 0.03
 
 
+@pytest.mark.slow  # 13 s on a quiet 2-core machine, cold cache
 def test_pinn_flame_forward_finds_the_flame_speed(ref46):
     prob = flame.forward_problem(flame.FreelyPropagating(phi=0.46), s_L_init=0.4, reference=ref46)
     sol = inv.solve(prob, inv.solvers.PINN(steps=1500, warmup_steps=300), key=jax.random.key(0))

@@ -1,34 +1,86 @@
-"""The README's Python examples run as written (in order, one namespace)."""
+"""The README's Python examples run as written. Each ``## `` section is self-contained (its
+blocks run in order in one fresh namespace), so the sections run in parallel; a block whose
+first line is ``# slow`` runs alone, in the slow tier (``pytest -m slow``)."""
 
 import re
 from pathlib import Path
 
 import pytest
 
-README = Path(__file__).parents[1] / "README.md"
+ROOT = Path(__file__).parents[1]
+README = ROOT / "README.md"
 
 
-def _blocks():
-    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+def _sections() -> dict[str, list[str]]:
+    """Section title -> its Python blocks, in order."""
+    parts = re.split(r"^## (.+)$", README.read_text(), flags=re.M)
+    found = {}
+    for title, body in zip(parts[1::2], parts[2::2]):
+        blocks = re.findall(r"```python\n(.*?)```", body, flags=re.S)
+        if blocks:
+            found[title.strip()] = blocks
+    return found
 
 
-def test_readme_examples_run(tmp_path, monkeypatch):
-    """Every block but those marked ``# slow`` (those run in the test below)."""
-    monkeypatch.chdir(tmp_path)
-    blocks = _blocks()
-    assert len(blocks) >= 7
+SECTIONS = _sections()
+FAST = {t: [b for b in bs if not b.startswith("# slow")] for t, bs in SECTIONS.items()}
+SLOW = [(t, i) for t, bs in SECTIONS.items() for i, b in enumerate(bs) if b.startswith("# slow")]
+
+
+def _run(blocks, title):
     namespace: dict = {}
     for block in blocks:
-        if block.startswith("# slow"):
-            continue
-        exec(compile(block, str(README), "exec"), namespace)
-    # the blocks assert their own numbers; check that the last one really ran
-    assert namespace["tv"].value.shape == (128, 128)
-    assert namespace["cg"].stats["num_steps"] > 100  # the DCDM block
-    assert namespace["pnp"].value.shape == (64, 64)  # the LPN block
-    # the scale-out blocks, the last ones: 64 batched solves, a tumour posterior, the exact Gaussian check
-    assert namespace["sols"].value.shape == (64, 32, 32) and namespace["post"].samples["D_white"].shape == (1000,)
-    assert namespace["batch"].value.shape == (16, 12, 12) and namespace["uq"].samples.shape == (1000, 3)
+        exec(compile(block, f"{README.name}: {title}", "exec"), namespace)
+    return namespace
+
+
+# the blocks assert their own numbers; these check that the last block of a section really ran
+def _check(title, ns):
+    if title == "Tomography":
+        assert ns["tv"].value.shape == (128, 128)
+    elif title.startswith("Learned Krylov"):
+        assert ns["cg"].stats["num_steps"] > 100
+    elif title.startswith("Learned proximal"):
+        assert ns["pnp"].value.shape == (64, 64)
+    elif title.startswith("Scale out"):
+        assert ns["sols"].value.shape == (64, 32, 32) and ns["post"].samples["D_white"].shape == (1000,)
+        assert ns["batch"].value.shape == (16, 12, 12) and ns["uq"].samples.shape == (1000, 3)
+
+
+def _check_slow(ns):
+    if "sol2" in ns:  # the tumour example: both routes fit the scan
+        for sol in (ns["sol"], ns["sol2"]):
+            assert sol.metrics["dice_edema"] > 0.9 and sol.metrics["dice_core"] > 0.85, sol.metrics
+    if "A_family" in ns:  # the DCDM example: converged at 64^3, and a model came out of train
+        assert ns["sol"].result == 0 and ns["sol"].history["residual"][-1] <= 1e-4
+        assert ns["model"].ndim == 3 and dict(ns["model"].info)["steps"] == 20
+    if "mbir" in ns:  # the diffusion example: samples, a RED-diff estimate, a volume
+        assert dict(ns["prior"].info)["recipe"] == "ellipses-64"
+        assert ns["sol"].samples.shape == (4, 64, 64) and ns["sol"].std.shape == (64, 64)
+        assert ns["red"].value.shape == (64, 64) and ns["mbir"].value.shape == (8, 64, 64)
+    elif "dataset" in ns:  # the LPN example: a trained model, and a reconstruction with its prior value
+        assert dict(ns["lpn"].info)["recipe"] == "ellipses-64"
+        assert ns["sol"].value.shape == (64, 64) and ns["sol"].result == 0
+    if "ref" in ns:  # the flame example: the reference speed and the PINN's three unknowns
+        assert abs(float(ns["ref"].s_L) - 0.292786) < 1e-5  # measured 0.2927861; converged to 1e-7
+        assert set(ns["sol"].value) >= {"s_L", "lambda", "Ea"}
+
+
+def test_readme_has_its_sections():
+    assert len(SECTIONS) >= 9 and sum(map(len, SECTIONS.values())) >= 19 and len(SLOW) >= 5
+
+
+@pytest.mark.parametrize("title", [t for t, bs in FAST.items() if bs])
+def test_readme_section_runs(title, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _check(title, _run(FAST[title], title))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("title,index", SLOW, ids=[f"{t}-{i}" for t, i in SLOW])
+def test_readme_slow_example_runs(title, index, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _check_slow(_run([SECTIONS[title][index]], title))
 
 
 def test_readme_starts_with_the_two_commands_ci_runs():
@@ -38,30 +90,6 @@ def test_readme_starts_with_the_two_commands_ci_runs():
         "pip install -e . && invsolve run poisson-inverse --quick --out runs/poisson",
         'pip install -e ".[test]" && pytest',
     ]
-    ci = (Path(__file__).parents[1] / ".ci" / "run").read_text()
-    assert 'pip install -e ".[test]" && pytest' in ci
-
-
-@pytest.mark.slow
-def test_readme_slow_examples_run(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    slow = [b for b in _blocks() if b.startswith("# slow")]
-    assert slow
-    for block in slow:
-        namespace: dict = {}
-        exec(compile(block, str(README), "exec"), namespace)
-        if "sol2" in namespace:  # the tumour example: both routes fit the scan
-            for sol in (namespace["sol"], namespace["sol2"]):
-                assert sol.metrics["dice_edema"] > 0.9 and sol.metrics["dice_core"] > 0.85, sol.metrics
-        if "A_family" in namespace:  # the DCDM example: converged at 64^3, and a model came out of train
-            sol = namespace["sol"]
-            assert sol.result == 0 and sol.history["residual"][-1] <= 1e-4
-            assert namespace["model"].ndim == 3 and dict(namespace["model"].info)["steps"] == 20
-        if "mbir" in namespace:  # the diffusion example: samples, a RED-diff estimate, a volume
-            assert dict(namespace["prior"].info)["recipe"] == "ellipses-64"
-            assert namespace["sol"].samples.shape == (8, 64, 64) and namespace["sol"].std.shape == (64, 64)
-            assert namespace["red"].value.shape == (64, 64) and namespace["mbir"].value.shape == (8, 64, 64)
-            continue
-        if "dataset" in namespace:  # the LPN example: a trained model, and a reconstruction with its prior value
-            assert dict(namespace["lpn"].info)["recipe"] == "ellipses-64"
-            assert namespace["sol"].value.shape == (64, 64) and namespace["sol"].result == 0
+    ci = (ROOT / ".ci" / "run").read_text()
+    # the README's test command (the fast tier), then the slow tier
+    assert ci.index('pip install -e ".[test]" && pytest') < ci.index("pytest -m slow")

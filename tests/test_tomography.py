@@ -181,6 +181,7 @@ def test_bad_input():
         T.fbp(jnp.ones(fan.out_shape), fan)
 
 
+@pytest.mark.slow  # 28 s on a quiet 2-core machine, cold cache
 @pytest.mark.parametrize("name", ["ct-sparse-view", "ct-limited-angle"])
 def test_ct_experiments_quick(name):
     """Quick settings: 128², 30 views (sparse) or a 90-degree wedge, 1% noise. TV must beat FBP

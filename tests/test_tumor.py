@@ -85,6 +85,7 @@ def test_front_speed_matches_fisher_kpp_with_bramson_correction():
     assert abs(speed / (2 * np.sqrt(D * rho)) - 1) > 0.05  # the correction matters here
 
 
+@pytest.mark.slow  # 15 s on a quiet 2-core machine, cold cache
 def test_hand_adjoint_equals_autodiff_of_the_loop():
     an = tumor.ellipsoid_brain((10, 12, 9), 4.0)
     u0 = tumor.seed(an, jnp.array([0.5, 0.4, 0.5]))
