@@ -214,8 +214,16 @@ class HostLoop(eqx.Module):
     callback: Callable | None = None
 
     def __check_init__(self):
-        if int(self.chunk_size) < 1 or int(self.checkpoint_every) < 1:
-            raise ValueError("HostLoop: chunk_size and checkpoint_every must be positive integers.")
+        for name in ("chunk_size", "checkpoint_every"):
+            v = getattr(self, name)
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"HostLoop: {name} must be a positive integer, got {v!r}.")
+        if self.checkpoint is not None and not isinstance(self.checkpoint, (str, os.PathLike)):
+            raise TypeError(f"HostLoop: checkpoint must be a file path (str or os.PathLike) or None, got "
+                            f"{type(self.checkpoint).__name__} {self.checkpoint!r}.")
+        if self.callback is not None and not callable(self.callback):
+            raise TypeError(f"HostLoop: callback must be a function callback(num_steps, info) or None, got "
+                            f"{type(self.callback).__name__} {self.callback!r}.")
 
     def run(self, solver, problem, key, max_steps: int, state, throw: bool) -> Solution:
         t0 = time.perf_counter()

@@ -7,6 +7,7 @@ with ``isinstance`` before anything is traced, so a mismatch fails with a clear 
 from __future__ import annotations
 
 import abc
+import operator
 import os
 from typing import Any
 
@@ -19,11 +20,12 @@ from ._linop import AbstractLinearOperator
 from ._sampling import hammersley
 
 
+_SIGMA = "GaussianNoise: sigma (the noise standard deviation) must be positive and finite in every entry"
+
+
 def _positive_sigma(sigma):
-    sigma = jnp.asarray(sigma)
-    return check_value(sigma, ~jnp.all(jnp.isfinite(sigma) & (sigma > 0)),
-                       "GaussianNoise: sigma (the noise standard deviation) must be positive and finite in every "
-                       "entry", got=lambda: _summary(sigma))
+    sigma = as_array(sigma, _SIGMA)
+    return check_value(sigma, ~jnp.all(jnp.isfinite(sigma) & (sigma > 0)), _SIGMA, got=lambda: _summary(sigma))
 
 
 class GaussianNoise(eqx.Module):
@@ -106,10 +108,11 @@ class LinearSystem(HasLinearOperator):
     """
 
     A: AbstractLinearOperator
-    b: jax.Array
+    b: jax.Array = eqx.field(converter=lambda b: as_array(b, "LinearSystem: b (the right-hand side) must be an array"))
     x_true: Any = None
 
     def __check_init__(self):
+        _check_operator("LinearSystem", self.A)
         if tuple(self.b.shape) != tuple(self.A.out_shape):
             raise ValueError(
                 f"LinearSystem: the right-hand side has shape {tuple(self.b.shape)} but the "
@@ -140,17 +143,19 @@ class LinearInverse(HasLinearOperator):
     """
 
     A: AbstractLinearOperator
-    y_obs: jax.Array
+    y_obs: jax.Array = eqx.field(converter=lambda y: as_array(y, "LinearInverse: y_obs (the data) must be an array"))
     noise: GaussianNoise
     x_true: Any = None
 
     def __check_init__(self):
+        _check_operator("LinearInverse", self.A)
         if tuple(self.y_obs.shape) != tuple(self.A.out_shape):
             raise ValueError(
                 f"the data have shape {tuple(self.y_obs.shape)} but the operator maps to shape "
                 f"{tuple(self.A.out_shape)}; pass data of that shape."
             )
         check_finite_data("LinearInverse", "y_obs", self.y_obs)
+        check_noise("LinearInverse", self.noise, self.y_obs)
         if self.x_true is not None and tuple(jnp.shape(self.x_true)) != tuple(self.A.in_shape):
             raise ValueError(
                 f"x_true has shape {tuple(jnp.shape(self.x_true))}, expected the operator's input "
@@ -279,6 +284,86 @@ class HasSimulator(HasForward):
 # --------------------------------------------------------------------------------------
 # input checks shared by the problems
 # --------------------------------------------------------------------------------------
+def _check_operator(owner: str, A) -> None:
+    if not isinstance(A, AbstractLinearOperator):
+        raise TypeError(f"{owner}: A must be a linear operator (an invsolve.AbstractLinearOperator such as "
+                        f"invsolve.MatrixOperator.from_array(M) or poisson.operator(...)), got {type(A).__name__}.")
+
+
+def check_noise(owner: str, noise, y_obs) -> None:
+    """``noise`` is a noise model (``neg_log_likelihood``); a `GaussianNoise` sigma is a scalar or
+    broadcasts to the data's shape (one sigma per datum)."""
+    if not callable(getattr(noise, "neg_log_likelihood", None)):
+        raise TypeError(f"{owner}: noise must be a noise model such as invsolve.GaussianNoise(sigma), got "
+                        f"{type(noise).__name__} {noise!r}.")
+    sigma = getattr(noise, "sigma", None)
+    if sigma is not None and jnp.ndim(sigma) > 0:
+        shape, data = tuple(jnp.shape(sigma)), tuple(jnp.shape(y_obs))
+        try:
+            ok = np.broadcast_shapes(shape, data) == data
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"{owner}: the noise sigma has shape {shape}, which does not fit the data of shape "
+                             f"{data}; pass a scalar sigma or one per datum (shape {data}).")
+
+
+def as_array(value, message: str):
+    """``jnp.asarray(value)`` of a numeric value (an array, a list of numbers, a NumPy or Python
+    number; traced values pass); anything else (None, a string, a dict) raises ``ValueError``
+    with ``message`` and the value."""
+    if isinstance(value, jax.core.Tracer):
+        return value
+    bad = value is None or isinstance(value, (str, bytes, dict))
+    if not bad:
+        try:
+            a = jnp.asarray(value)
+        except (TypeError, ValueError):
+            bad = True
+        else:
+            bad = not (jnp.issubdtype(a.dtype, jnp.number) or jnp.issubdtype(a.dtype, jnp.bool_))
+    if bad:
+        raise ValueError(f"{message}; got {value!r}."[:400])
+    return a
+
+
+def is_key(key, *, batch: bool = False) -> bool:
+    """Whether ``key`` is one typed JAX key (``jax.random.key``) or a legacy uint32 ``PRNGKey``;
+    with ``batch``, also an array of them."""
+    dtype = getattr(key, "dtype", None)
+    if dtype is None:
+        return False
+    typed = jnp.issubdtype(dtype, jax.dtypes.prng_key) and jnp.ndim(key) <= int(batch)
+    raw = dtype == jnp.uint32 and jnp.shape(key)[-1:] == (2,) and jnp.ndim(key) <= 1 + int(batch)
+    return bool(typed or raw)
+
+
+def check_key(owner: str, key) -> None:
+    """Refuse a ``key`` that is not one JAX random key (``TypeError`` naming ``owner``), before
+    JAX's own error from deep inside ``jax.random``."""
+    if not is_key(key):
+        got = f"an array of dtype {key.dtype} and shape {jnp.shape(key)}" if hasattr(key, "dtype") else repr(key)
+        raise TypeError(f"{owner}: key must be one JAX random key such as jax.random.key(0), got {got}.")
+
+
+def rms(x):
+    """The root mean square of ``x``, computed without overflow (``x`` is scaled by its largest
+    magnitude first: in float32, squares of values above 1.8e19 would be infinite)."""
+    x = jnp.asarray(x)
+    m = jnp.max(jnp.abs(x))
+    return m * jnp.sqrt(jnp.mean(jnp.square(x / jnp.where(m > 0, m, 1))))
+
+
+def as_int(value) -> int | None:
+    """``value`` as a Python int if it is one (a Python or NumPy integer, not a bool), else None."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 def check_value(x, bad, message: str, got=None):
     """``x``, once a value check has passed: ``bad`` is a boolean scalar computed from ``x``.
     Concrete: ``bad`` raises ``ValueError(message + "; got " + got())`` at once. Traced

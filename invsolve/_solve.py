@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from ._driver import DeviceLoop, HostLoop
-from ._problem import AbstractProblem
+from ._problem import AbstractProblem, is_key
 from ._solution import Solution
 from ._solver import AbstractSolver, check_nonneg
 
@@ -44,6 +44,9 @@ def solve(
         state: a solver state to continue from (e.g. ``previous_solution.state``).
     """
     max_steps = check_compatible(problem, solver, key=key, max_steps=max_steps)
+    if driver is not None and not isinstance(driver, (HostLoop, DeviceLoop)):
+        raise TypeError(f"solve: driver must be invsolve.HostLoop(...), invsolve.DeviceLoop() or None, got "
+                        f"{type(driver).__name__} {driver!r}.")
     traced = _is_traced((problem, solver, key, state))
     if driver is None:
         driver = DeviceLoop() if traced else HostLoop()
@@ -82,14 +85,15 @@ def _check_key(solver, key, *, batch: bool = False) -> None:
         if solver.needs_key:
             raise ValueError(f"{type(solver).__name__} is stochastic: pass key=jax.random.key(seed).")
         return
-    dtype = getattr(key, "dtype", None)
-    typed = dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key) and jnp.ndim(key) <= int(batch)
-    raw = dtype == jnp.uint32 and jnp.shape(key)[-1:] == (2,) and jnp.ndim(key) <= 1 + int(batch)  # PRNGKey
-    if not (typed or raw):
+    if not is_key(key, batch=batch):
+        dtype = getattr(key, "dtype", None)
         got = f"an array of dtype {dtype} and shape {jnp.shape(key)}" if dtype is not None else repr(key)
         what = "a JAX random key or an array of keys" if batch else "one JAX random key"
         raise TypeError(f"{'solve_batch' if batch else 'solve'}: key must be {what} such as "
                         f"jax.random.key(0), got {got}.")
+
+
+MAX_STEPS = 2**31 - 1  # the step counter is an int32
 
 
 def check_compatible(problem, solver, *, key, max_steps, batch: bool = False) -> int:
@@ -116,4 +120,7 @@ def check_compatible(problem, solver, *, key, max_steps, batch: bool = False) ->
     if max_steps is None:
         max_steps = solver.default_max_steps(problem)
     check_nonneg("max_steps", max_steps, integer=True, allow_none=False)
+    if int(max_steps) > MAX_STEPS:
+        raise ValueError(f"max_steps must be at most 2**31 - 1 = {MAX_STEPS} (steps are counted in int32), got "
+                         f"{max_steps!r}.")
     return int(max_steps)

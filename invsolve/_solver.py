@@ -127,6 +127,9 @@ def check_nonneg(name: str, value, *, integer: bool = False, allow_none: bool = 
     """Validate a solver hyper-parameter at construction, with a clear message."""
     if (value is None and allow_none) or isinstance(value, jax.core.Tracer):
         return
+    if isinstance(value, (bool, np.bool_, str, bytes)):  # float("1e-6") and int(True) would pass
+        kind = "a non-negative integer" if integer else "a non-negative finite number"
+        raise ValueError(f"{name} must be {kind}, got {value!r}.")
     try:
         v = float(value) if not integer else int(value)
         ok = np.isfinite(v) and v >= 0 and (not integer or v == value)
@@ -135,6 +138,22 @@ def check_nonneg(name: str, value, *, integer: bool = False, allow_none: bool = 
     if not ok:
         kind = "a non-negative integer" if integer else "a non-negative finite number"
         raise ValueError(f"{name} must be {kind}, got {value!r}.")
+
+
+def check_rtol(name: str, value, *, allow_none: bool = False, positive: bool = False):
+    """A relative tolerance of a Krylov-type solver: a finite number in [0, 1) (``(0, 1)`` with
+    ``positive``). ``rtol >= 1`` is met by ``x = 0`` before a single step, so it is refused."""
+    if (value is None and allow_none) or isinstance(value, jax.core.Tracer):
+        return
+    x = None if isinstance(value, (bool, np.bool_, str, bytes)) else value
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        x = None
+    if x is None or not (np.isfinite(x) and (x > 0 if positive else x >= 0) and x < 1):
+        kind = "a positive number below 1" if positive else "a non-negative number below 1"
+        raise ValueError(f"{name} must be {kind} (a relative tolerance; one of 1 or more is met by x = 0 before a "
+                         f"single step), got {value!r}.")
 
 
 # --------------------------------------------------------------------------------------

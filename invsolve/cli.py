@@ -32,7 +32,14 @@ def _cmd_run(args) -> int:
     import jax
 
     with jax.enable_x64(exp.x64):  # the experiment's precision, the caller's setting kept
-        return 0 if _run(exp, args) is not None else 2
+        try:
+            return 0 if _run(exp, args) is not None else 2
+        except (ValueError, TypeError, MemoryError) as e:  # a configuration the library refuses (--set ...)
+            if os.environ.get("INVSOLVE_TRACEBACK"):
+                raise
+            print(f"invsolve: {exp.name}: {type(e).__name__}: {e}\n(set INVSOLVE_TRACEBACK=1 to see where it was "
+                  "raised)", file=sys.stderr)
+            return 2
 
 
 def _run(exp, args) -> dict | None:

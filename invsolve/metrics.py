@@ -21,28 +21,51 @@ def _same_shapes(fn, **arrays):
                                  f"shape {tuple(jnp.shape(lb))}; pass arrays of one shape (no broadcasting).")
 
 
+def _arrays(fn, **arrays):
+    """The arguments of an array metric as arrays of one shape (nested lists are arrays here,
+    not pytrees)."""
+    out = []
+    for name, a in arrays.items():
+        try:
+            out.append(jnp.asarray(a))
+        except (TypeError, ValueError):
+            raise ValueError(f"{fn}: {name} must be an array, got {type(a).__name__}.") from None
+    _same_shapes(fn, **dict(zip(arrays, out)))
+    return out
+
+
 def rel_l2(estimate, reference):
-    """||estimate - reference||_2 / ||reference||_2 over all leaves (pytrees of one structure)."""
+    """||estimate - reference||_2 / ||reference||_2 over all leaves (pytrees of one structure).
+    Computed relative to the reference's largest magnitude, so squares of large values do not
+    overflow (float32 above 1.8e19)."""
     _same_shapes("rel_l2", estimate=estimate, reference=reference)
-    num = sum(jnp.sum(jnp.square(jnp.asarray(a) - b)) for a, b in
-              zip(jax.tree.leaves(estimate), jax.tree.leaves(reference)))
-    den = sum(jnp.sum(jnp.square(b)) for b in jax.tree.leaves(reference))
+    pairs = [(jnp.asarray(a), jnp.asarray(b)) for a, b in zip(jax.tree.leaves(estimate), jax.tree.leaves(reference))]
+    scale = jnp.max(jnp.stack([jnp.max(jnp.abs(b)) for _, b in pairs]))
+    s = jnp.where(scale > 0, scale, 1)
+    num = sum(jnp.sum(jnp.square((a - b) / s)) for a, b in pairs)
+    den = sum(jnp.sum(jnp.square(b / s)) for _, b in pairs)
     return jnp.sqrt(num / den)
 
 
 def mse(estimate, reference):
     """Mean squared error of two arrays of one shape."""
-    _same_shapes("mse", estimate=estimate, reference=reference)
-    return jnp.mean(jnp.square(jnp.asarray(estimate) - reference))
+    estimate, reference = _arrays("mse", estimate=estimate, reference=reference)
+    return jnp.mean(jnp.square(estimate - reference))
 
 
 def psnr(estimate, reference, data_range=None):
-    """Peak signal-to-noise ratio in dB; ``data_range`` defaults to the reference's range."""
-    _same_shapes("psnr", estimate=estimate, reference=reference)
-    reference = jnp.asarray(reference)
+    """Peak signal-to-noise ratio in dB; ``data_range`` defaults to the reference's range (a
+    constant reference has none: pass ``data_range``). Computed in units of ``data_range``, so
+    it does not overflow for large values."""
+    estimate, reference = _arrays("psnr", estimate=estimate, reference=reference)
     if data_range is None:
         data_range = jnp.max(reference) - jnp.min(reference)
-    return 10.0 * jnp.log10(data_range**2 / mse(estimate, reference))
+        if not isinstance(data_range, jax.core.Tracer) and not float(data_range) > 0:
+            raise ValueError("psnr: the reference is constant, so its range (the default data_range) is 0 and the "
+                             "PSNR is undefined; pass data_range= (e.g. 1.0 for images in [0, 1]).")
+    dtype = jnp.result_type(estimate, reference, float)
+    r = jnp.asarray(data_range, dtype)
+    return -10.0 * jnp.log10(jnp.mean(jnp.square((estimate.astype(dtype) - reference.astype(dtype)) / r)))
 
 
 def _box_mean(x, w):
@@ -74,8 +97,7 @@ def ssim(estimate, reference, data_range=None, *, win_size=7, k1=0.01, k2=0.03):
     3D window instead). ``data_range`` defaults to the reference's max - min (over the whole
     array), as in :func:`psnr`. Differentiable, and works under ``jit`` and ``vmap``.
     """
-    reference = jnp.asarray(reference)
-    estimate = jnp.asarray(estimate)
+    estimate, reference = _arrays("ssim", estimate=estimate, reference=reference)
     dtype = jnp.result_type(estimate, reference, float)
     estimate, reference = estimate.astype(dtype), reference.astype(dtype)
     _same_shapes("ssim", estimate=estimate, reference=reference)
@@ -93,8 +115,8 @@ def ssim(estimate, reference, data_range=None, *, win_size=7, k1=0.01, k2=0.03):
 def dice(a, b):
     """Dice coefficient 2|a & b| / (|a| + |b|) of two boolean masks (nonzero = True); 1.0 if
     both are empty. Equals ``1 - scipy.spatial.distance.dice(a.ravel(), b.ravel())``."""
-    _same_shapes("dice", a=a, b=b)
-    a, b = jnp.asarray(a).astype(bool), jnp.asarray(b).astype(bool)
+    a, b = _arrays("dice", a=a, b=b)
+    a, b = a.astype(bool), b.astype(bool)
     inter = jnp.sum(a & b).astype(float)
     total = (jnp.sum(a) + jnp.sum(b)).astype(float)
     return jnp.where(total > 0, 2.0 * inter / jnp.where(total > 0, total, 1.0), 1.0)

@@ -221,3 +221,155 @@ def test_solve_still_reports_nonfinite_data_under_jit_as_before():
     out = jax.jit(lambda b: LinearSystem(A, b).b)(jnp.full((4, 4), jnp.nan))
     assert bool(jnp.all(jnp.isnan(out)))
     assert inv.LinearSystem is LinearSystem
+
+
+# 8. arguments of the wrong type: a clear error naming the argument (reliability probe) ------
+@pytest.mark.parametrize("make,match", [
+    (lambda: GaussianNoise("0.1"), "GaussianNoise: sigma"),
+    (lambda: GaussianNoise(None), "GaussianNoise: sigma"),
+    (lambda: poisson.operator((8, 8), kappa="1"), "kappa must be a number"),
+    (lambda: poisson.operator((8, 8), kappa=None), "kappa must be a number"),
+    (lambda: tomography.ParallelBeam(16, None), "angles must be a 1D array"),
+    (lambda: tumor.Params("0.1", 0.02, (0.5, 0.5), 100.0), "Params: D_white must be a positive finite number"),
+    (lambda: flame.FreelyPropagating(phi=None), "FreelyPropagating: phi must be a number"),
+    (lambda: inv.priors.Tikhonov("1"), "Tikhonov alpha must be a non-negative finite number"),
+    (lambda: inv.priors.TV(None), "TV alpha must be a non-negative finite number"),
+])
+def test_non_numbers_are_refused_before_jax_sees_them(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_lists_are_arrays():
+    A = poisson.operator((4, 4))
+    assert LinearSystem(A, np.ones((4, 4)).tolist()).b.shape == (4, 4)
+    M = inv.MatrixOperator.from_array(2 * np.eye(3))
+    assert LinearInverse(M, [1.0, 2.0, 3.0], GaussianNoise(1.0)).y_obs.shape == (3,)
+    np.testing.assert_array_equal(tumor.segment([0.1, 0.5, 0.9]), [[False, True, True], [False, False, True]])
+    a, b = np.eye(8), np.eye(8) + 0.01
+    assert float(metrics.psnr(a.tolist(), b.tolist())) == pytest.approx(float(metrics.psnr(a, b)))
+
+
+def test_problem_parts_of_the_wrong_kind():
+    with pytest.raises(TypeError, match="LinearSystem: A must be a linear operator"):
+        LinearSystem("A", jnp.ones((4, 4)))
+    M = inv.MatrixOperator.from_array(np.eye(4))
+    with pytest.raises(TypeError, match=r"LinearInverse: noise must be a noise model such as .*GaussianNoise"):
+        LinearInverse(M, jnp.ones(4), 0.1)
+    with pytest.raises(ValueError, match=r"noise sigma has shape \(3,\), which does not fit the data of shape \(4,\)"):
+        LinearInverse(M, jnp.ones(4), GaussianNoise(np.ones(3)))
+    LinearInverse(M, jnp.ones(4), GaussianNoise(np.ones(4)))  # one sigma per datum
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(bc=None), r"bc must be one of \('dirichlet', 'neumann'\)"),
+    (dict(lengths=(1.0, 2.0, 3.0)), "lengths must be one positive number or 2 of them"),
+    (dict(lengths=np.nan), "lengths must be one positive number"),  # before: accepted, NaN faces
+])
+def test_poisson_walls_and_box(kw, match):
+    with pytest.raises(ValueError, match=match):
+        poisson.operator((8, 8), **kw)
+    assert poisson.operator((8, 8), lengths=(1.0, 2.0)).shape == (8, 8)
+
+
+def test_builders_check_their_key():
+    x = jnp.ones((16, 16))
+    for make, owner in [
+        (lambda k: poisson.source_identification((5, 5), 4, key=k), "poisson.source_identification"),
+        (lambda k: poisson.coefficient_identification((5, 5), key=k), "poisson.coefficient_identification"),
+        (lambda k: poisson.smooth_field(k, (5, 5)), "poisson.smooth_field"),
+        (lambda k: tomography.sparse_view(x, 4, key=k), "sparse_view"),
+        (lambda k: tomography.low_dose(x, 4, key=k), "low_dose"),
+        (lambda k: blur.deblur(x, key=k), "deblur"),
+        (lambda k: phantoms.random_ellipses(k, 1, 8), "random_ellipses"),
+        (lambda k: tumor.segment(jnp.linspace(0, 1, 9), noise=0.1, key=k), "segment"),
+    ]:
+        for bad in (0, np.float32(1.0)):
+            with pytest.raises(TypeError, match=f"{owner}: key must be one JAX random key"):
+                make(bad)
+    with pytest.raises(TypeError, match="flame.inverse: key must be one JAX random key"):
+        flame.inverse(flame.FreelyPropagating(), key=None)
+
+
+def test_numbers_given_as_strings_or_none():
+    with pytest.raises(ValueError, match="kappa_init must be a positive number, got '1'"):
+        poisson.coefficient_identification((5, 5), key=jax.random.key(0), kappa_init="1")
+    for noise in (None, "0.02"):
+        with pytest.raises(ValueError, match="noise must be a non-negative relative level"):
+            flame.inverse(flame.FreelyPropagating(), noise=noise, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="kinetics_inverse: n_obs must be an integer >= 1 and noise a positive"):
+        flame.kinetics_inverse(flame.FreelyPropagating(), noise=None, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="Anatomy: spacing_mm .* must be a positive number, got '1'"):
+        tumor.Anatomy(jnp.ones(8), jnp.zeros(8), "1")  # before: accepted, then failed deep in the simulation
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(n_grid="101"), "n_grid must be an integer >= 5"),
+    (dict(n_grid=51.5), "n_grid must be an integer >= 5"),
+    (dict(rtol=-1.0), "rtol must be a positive number"),  # before: 8 grid doublings, then a Newton failure
+    (dict(max_newton=0), "max_newton must be an integer >= 1"),
+    (dict(s_L_guess=-1.0), "s_L_guess must be a positive number"),
+])
+def test_flame_reference_settings(kw, match):
+    with pytest.raises(ValueError, match=f"solve_reference: {match}"):
+        flame.solve_reference(flame.FreelyPropagating(), **kw)
+
+
+def test_flame_constants_are_scalars_with_known_names():
+    with pytest.raises(ValueError, match=r"phi must be one number \(a case is one flame\), got an array of shape \(2,"):
+        flame.FreelyPropagating(phi=[0.4, 0.5])
+    with pytest.raises(ValueError, match="FreelyPropagating.replace: no constant named 'bogus'"):
+        flame.FreelyPropagating().replace(bogus=1.0)
+    assert float(flame.FreelyPropagating().replace(**{"lambda": 0.03}).lam) == 0.03
+
+
+def test_tumour_shapes_and_arguments():
+    for make in (tumor.homogeneous_box, tumor.ellipsoid_brain):
+        with pytest.raises(ValueError, match=r"shape must be 1-3 integers .* got \(8.5, 8\)"):
+            make((8.5, 8))  # before: truncated to (8, 8)
+    box = tumor.homogeneous_box((8, 8))
+    with pytest.raises(TypeError, match=r"simulate: params must be tumor.Params\(D_white, rho, origin, t_end\)"):
+        tumor.simulate(box, {"D_white": 0.1, "rho": 0.02})
+
+
+def test_tomography_units_and_empty_images():
+    x = phantoms.shepp_logan(16)
+    with pytest.raises(ValueError, match=r"wedge is in degrees.*np.rad2deg"):
+        tomography.limited_angle(x, wedge=np.pi / 2, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="low_dose: the image x attenuates nothing"):
+        tomography.low_dose(jnp.zeros((16, 16)), 4, key=jax.random.key(0))
+    with pytest.raises(ValueError, match=r"p_on .* must be in \[0, 1\]"):
+        phantoms.random_ellipses(jax.random.key(0), 1, 8, p_on=2.0)
+
+
+def test_float32_noise_level_does_not_overflow():
+    with jax.enable_x64(False):
+        x = jnp.asarray(phantoms.shepp_logan(8), jnp.float32) * 1e30  # sinogram ~1e31: its square overflows
+        prob = tomography.sparse_view(x, 2, noise=0.01, key=jax.random.key(0))  # before: sigma = inf, refused
+        ref = tomography.sparse_view(x / 1e30, 2, noise=0.01, key=jax.random.key(0))
+        np.testing.assert_allclose(float(prob.noise.sigma) / 1e30, float(ref.noise.sigma), rtol=1e-5)
+
+
+def test_overflowing_simulated_data_are_named():
+    with jax.enable_x64(False), pytest.raises(ValueError, match="observations simulated from the true source are not"):
+        poisson.source_identification((3, 3), 2, key=jax.random.key(0), source=jnp.full((3, 3), 1e30, jnp.float32))
+
+
+def test_a_blur_wider_than_the_image_is_exact_and_quick():
+    op = blur.GaussianBlur((8, 8), 30.0)  # before: 241 taps per axis, 20 s to trace
+    k = np.asarray(blur.gaussian_kernel(30.0))
+    i = np.arange(8)
+    row = np.array([k[120 + j - i].sum() for j in i])
+    np.testing.assert_allclose(op.mv(jnp.ones((8, 8))), np.outer(row, row), rtol=1e-12)
+    with pytest.raises(ValueError, match="GaussianBlur width = 1e\\+09 pixels is wider than any image"):
+        blur.deblur(jnp.ones((8, 8)), 1e9, key=jax.random.key(0))
+
+
+def test_cli_reports_a_refused_setting_without_a_traceback(tmp_path, capsys):
+    from invsolve import cli
+
+    out = str(tmp_path / "run")
+    assert cli.main(["run", "poisson-inverse", "--quick", "--set", "noise=-1", "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert "poisson-inverse: ValueError: noise must be a positive relative noise level" in err
+    assert "Traceback" not in err

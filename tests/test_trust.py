@@ -163,3 +163,71 @@ def test_problems_import_no_method():
         if name.endswith(".py"):
             text = open(os.path.join(root, name)).read()
             assert "solvers" not in "".join(line for line in text.splitlines() if "import" in line), name
+
+
+# --- found by tests/scripts/reliability_probe.py ---------------------------------------------
+def test_an_ascending_optimizer_reports_diverged(source_problem):
+    # a negative learning rate climbs steadily (the loss x 78 in 30 steps), never the x 1e4 jump
+    # the per-step watch looks for; before: successful, the estimate far from the truth
+    sol = inv.solve(source_problem, inv.solvers.GradientMAP(optax.adam(-0.1), max_steps=30), throw=False)
+    assert sol.result == inv.RESULTS.diverged
+    assert sol.history["loss"][-1] > 10 * sol.history["loss"][0]
+    ok = inv.solve(source_problem, inv.solvers.GradientMAP(optax.adam(1.0), max_steps=30))  # overshoots x 2.3, recovers
+    assert ok.result == inv.RESULTS.successful
+
+
+def test_a_tolerance_that_zero_meets_is_refused(A):
+    for make in (lambda: inv.solvers.CG(rtol=1e10), lambda: inv.solvers.PCG(rtol=1.0),
+                 lambda: inv.solvers.CGLS(rtol=2.0)):
+        with pytest.raises(ValueError, match=r"rtol must be a non-negative number below 1 .*met by x = 0"):
+            make()  # before: x = 0 after 0 steps, successful
+    assert inv.solvers.CG(rtol=0.5).rtol == 0.5
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: inv.solvers.CG(rtol="1e-6"), "CG rtol must be a non-negative number below 1 .*got '1e-6'"),
+    (lambda: inv.solvers.ChambollePock(lam="1"), "ChambollePock lam must be a non-negative finite number, got '1'"),
+    (lambda: inv.solvers.GradientMAP(optax.adam(1e-2), max_steps=True), "max_steps must be a non-negative integer"),
+    (lambda: inv.solvers.PCG("jacobi"), "PCG preconditioner must be an invsolve.solvers preconditioner"),
+    (lambda: inv.HostLoop(callback=1), "HostLoop: callback must be a function"),
+    (lambda: inv.HostLoop(checkpoint=123), "HostLoop: checkpoint must be a file path"),
+    (lambda: inv.HostLoop(chunk_size="a"), "HostLoop: chunk_size must be a positive integer"),
+])
+def test_settings_of_the_wrong_type_are_refused(make, match):
+    # before: accepted (float("1e-6"), int(True)), failing later or never
+    with pytest.raises((TypeError, ValueError), match=match):
+        make()
+
+
+def test_solve_arguments_out_of_reach(A):
+    prob = inv.LinearSystem(A, jnp.ones((8, 8)))
+    with pytest.raises(ValueError, match="max_steps must be a non-negative integer"):
+        inv.solve(prob, inv.solvers.CG(), max_steps=True, throw=False)  # before: one step
+    with pytest.raises(ValueError, match=r"max_steps must be at most 2\*\*31 - 1"):
+        inv.solve(prob, inv.solvers.CG(max_steps=10**12))  # before: OverflowError from NumPy
+    with pytest.raises(TypeError, match="solve: driver must be invsolve.HostLoop"):
+        inv.solve(prob, inv.solvers.CG(), driver="host")
+
+
+def test_theta0_of_the_wrong_shape_is_named(source_problem):
+    with pytest.raises(ValueError, match=r"GradientMAP theta0 must have the shapes .* \(4, 4\) where \(16, 16\)"):
+        inv.solve(source_problem, inv.solvers.GradientMAP(optax.adam(1e-2), theta0=jnp.zeros((4, 4))))
+
+
+def test_a_misspelt_pinn_weight_is_refused():
+    prob = inv.problems.tumor.FisherKPP1D(n_ic=8, n_bc=4, n_eval=5)
+    solver = inv.solvers.PINN(hidden=(4,), n_collocation=8, steps=1, warmup_steps=0, weights={"resdual": 10.0})
+    with pytest.raises(ValueError, match=r"PINN weights name 'resdual'.*terms are 'bc', 'ic', 'residual'"):
+        inv.solve(prob, solver, key=jax.random.key(0))  # before: ignored, an unweighted loss
+
+
+def test_metrics_of_large_values_and_constant_references():
+    with jax.enable_x64(False):
+        ref = jnp.full((16,), 1e20, jnp.float32)  # squares overflow float32: before rel_l2 = 0, psnr = inf
+        assert float(inv.metrics.rel_l2(1.01 * ref, ref)) == pytest.approx(0.01, rel=1e-3)
+        img = jnp.linspace(0.0, 1.0, 64, dtype=jnp.float32).reshape(8, 8)
+        assert float(inv.metrics.psnr(1e20 * img + 1e18, 1e20 * img)) == pytest.approx(
+            float(inv.metrics.psnr(img + 0.01, img)), abs=1e-3)
+    with pytest.raises(ValueError, match="psnr: the reference is constant.*pass data_range"):
+        inv.metrics.psnr(jnp.ones((8, 8)), jnp.zeros((8, 8)))  # before: -inf
+    assert float(inv.metrics.psnr(jnp.ones((8, 8)), jnp.zeros((8, 8)), data_range=1.0)) == 0.0

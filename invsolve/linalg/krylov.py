@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from .._problem import HasLinearOperator
 from .._solution import RESULTS, Estimate
 from .._linop import HasDiagonal
-from .._solver import AbstractSolver, OperatorIs, SymmetricOperator, check_nonneg
+from .._solver import AbstractSolver, OperatorIs, SymmetricOperator, check_nonneg, check_rtol
 
 
 def vdot(a, b):
@@ -142,7 +142,7 @@ class _AbstractCG(AbstractSolver):
     # Subclasses have fields rtol, atol, max_steps.
 
     def __check_init__(self):
-        check_nonneg(f"{type(self).__name__} rtol", self.rtol, allow_none=False)
+        check_rtol(f"{type(self).__name__} rtol", self.rtol)
         check_nonneg(f"{type(self).__name__} atol", self.atol, allow_none=False)
         check_nonneg(f"{type(self).__name__} max_steps", self.max_steps, integer=True)
 
@@ -216,6 +216,11 @@ class PCG(_AbstractCG):
     rtol: float = 1e-6
     atol: float = 0.0
     max_steps: int | None = None
+
+    def __check_init__(self):
+        if not isinstance(self.preconditioner, AbstractPreconditioner):
+            raise TypeError("PCG preconditioner must be an invsolve.solvers preconditioner such as Jacobi() or "
+                            f"Multigrid(), got {type(self.preconditioner).__name__} {self.preconditioner!r}.")
 
     @property
     def requires(self):

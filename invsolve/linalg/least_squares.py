@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from .._problem import HasLinearOperator
 from .._solution import RESULTS, Estimate
-from .._solver import AbstractSolver, check_nonneg
+from .._solver import AbstractSolver, check_nonneg, check_rtol
 from .krylov import safe_div, vdot
 
 
@@ -141,7 +141,7 @@ class CGLS(AbstractSolver):
     max_steps: int | None = None
 
     def __check_init__(self):
-        check_nonneg("CGLS rtol", self.rtol)
+        check_rtol("CGLS rtol", self.rtol, allow_none=True)
         check_nonneg("CGLS atol", self.atol, allow_none=False)
         check_nonneg("CGLS damp", self.damp, allow_none=False)
         check_nonneg("CGLS max_steps", self.max_steps, integer=True)

@@ -8,7 +8,14 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .._problem import as_array
 from .._solver import check_nonneg
+
+
+def _number(name: str):
+    """A field converter: a real number (or array of them) as a JAX array; None, a string, ...
+    raise ``ValueError`` naming the field (before JAX's own error)."""
+    return lambda v: as_array(v, f"{name} must be a non-negative finite number")
 
 
 def _forward_differences(x):
@@ -58,7 +65,7 @@ class Tikhonov(AbstractDensityPrior):
     with reflecting edges (curvature, the H2 semi-norm).
     """
 
-    alpha: jax.Array = eqx.field(converter=jnp.asarray)
+    alpha: jax.Array = eqx.field(converter=_number("Tikhonov alpha"))
     order: int = eqx.field(default=0, static=True)
 
     def __check_init__(self):
@@ -83,8 +90,8 @@ class TV(AbstractProxPrior):
     steps of FISTA on the dual (Beck & Teboulle, IEEE TIP 18, 2009).
     """
 
-    alpha: jax.Array = eqx.field(converter=jnp.asarray)
-    eps: jax.Array = eqx.field(default=1e-3, converter=jnp.asarray)
+    alpha: jax.Array = eqx.field(converter=_number("TV alpha"))
+    eps: jax.Array = eqx.field(default=1e-3, converter=_number("TV eps"))
 
     def __check_init__(self):
         check_nonneg("TV alpha", self.alpha, allow_none=False)
@@ -117,7 +124,7 @@ class TV(AbstractProxPrior):
 class L1(AbstractProxPrior):
     """Sparsity ``lam * sum |x_i|``; its prox is soft-thresholding at ``lam``."""
 
-    lam: jax.Array = eqx.field(converter=jnp.asarray)
+    lam: jax.Array = eqx.field(converter=_number("L1 lam"))
 
     def __check_init__(self):
         check_nonneg("L1 lam", self.lam, allow_none=False)

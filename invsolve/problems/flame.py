@@ -38,21 +38,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._problem import GaussianNoise, HasForward, HasResidual, directional_derivatives
+from .._problem import (GaussianNoise, HasForward, HasResidual, as_array, as_int, check_key, directional_derivatives,
+                        real_number)
 
 ATM = 101325.0  # Pa
 _ALIASES = {"lambda": "lam"}  # user-facing unknown names -> field names
 PHI_RANGE = (0.3, 0.7)  # the equivalence ratios the model is valid for (FreelyPropagating)
 
 
-def _f64(x):
+def _f64(x, name: str = "every constant"):
     """Constants in float64: JAX arrays with x64 on, else NumPy arrays (exact, and used in
     float64 by `solve_reference`; JAX code reads them as float32). Traced values pass."""
     if isinstance(x, jax.Array):
         return x
+    as_array(x, f"FreelyPropagating: {name} must be a number")  # None, a string: a clear error
     if jax.config.jax_enable_x64:
         return jnp.asarray(x, jnp.float64)
     return np.asarray(x, np.float64)
+
+
+def _constant(name):
+    return lambda x: _f64(x, _display(name))
 
 
 class FreelyPropagating(eqx.Module):
@@ -84,19 +90,19 @@ class FreelyPropagating(eqx.Module):
     whose flame is thicker than the domain, or ``T_in = 1500 K``, which ignites at the inlet).
     """
 
-    phi: jax.Array = eqx.field(default=0.42, converter=_f64)
-    p: jax.Array = eqx.field(default=ATM, converter=_f64)
-    T_in: jax.Array = eqx.field(default=298.0, converter=_f64)
-    lam: jax.Array = eqx.field(default=0.026, converter=_f64)
-    cp: jax.Array = eqx.field(default=1000.0, converter=_f64)
-    qF: jax.Array = eqx.field(default=5.0e7, converter=_f64)
-    A: jax.Array = eqx.field(default=1.4e8, converter=_f64)
-    Ea: jax.Array = eqx.field(default=1.214172e5, converter=_f64)
-    nu: jax.Array = eqx.field(default=1.6, converter=_f64)
-    W: jax.Array = eqx.field(default=28.97e-3, converter=_f64)
-    R: jax.Array = eqx.field(default=8.3145, converter=_f64)
-    grad_T_in: jax.Array = eqx.field(default=1.0e5, converter=_f64)
-    L: jax.Array = eqx.field(default=1.5e-3, converter=_f64)
+    phi: jax.Array = eqx.field(default=0.42, converter=_constant("phi"))
+    p: jax.Array = eqx.field(default=ATM, converter=_constant("p"))
+    T_in: jax.Array = eqx.field(default=298.0, converter=_constant("T_in"))
+    lam: jax.Array = eqx.field(default=0.026, converter=_constant("lam"))
+    cp: jax.Array = eqx.field(default=1000.0, converter=_constant("cp"))
+    qF: jax.Array = eqx.field(default=5.0e7, converter=_constant("qF"))
+    A: jax.Array = eqx.field(default=1.4e8, converter=_constant("A"))
+    Ea: jax.Array = eqx.field(default=1.214172e5, converter=_constant("Ea"))
+    nu: jax.Array = eqx.field(default=1.6, converter=_constant("nu"))
+    W: jax.Array = eqx.field(default=28.97e-3, converter=_constant("W"))
+    R: jax.Array = eqx.field(default=8.3145, converter=_constant("R"))
+    grad_T_in: jax.Array = eqx.field(default=1.0e5, converter=_constant("grad_T_in"))
+    L: jax.Array = eqx.field(default=1.5e-3, converter=_constant("L"))
     allow_extrapolation: bool = eqx.field(default=False, static=True)
 
     def __check_init__(self):
@@ -107,6 +113,9 @@ class FreelyPropagating(eqx.Module):
             if isinstance(v, jax.core.Tracer) or name == "grad_T_in":
                 continue
             a = np.asarray(v)
+            if a.ndim:
+                raise ValueError(f"FreelyPropagating: {name} must be one number (a case is one flame), got an array "
+                                 f"of shape {a.shape}; build one case per value.")
             if not (np.all(np.isfinite(a)) and np.all(a > 0)):
                 raise ValueError(f"FreelyPropagating: {name} must be positive and finite, got {a!r}.")
         lo, hi = PHI_RANGE
@@ -155,6 +164,10 @@ class FreelyPropagating(eqx.Module):
     def replace(self, **changes) -> "FreelyPropagating":
         """A copy with some fields changed (``"lambda"`` is accepted for ``lam``)."""
         changes = {_ALIASES.get(k, k): v for k, v in changes.items()}
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ValueError(f"FreelyPropagating.replace: no constant named {', '.join(map(repr, unknown))}; the "
+                             f"fields are {', '.join(_display(k) for k in _CONSTANTS)} and allow_extrapolation.")
         return dataclasses.replace(self, **changes)
 
     # the model ----------------------------------------------------------------------
@@ -333,6 +346,18 @@ def _initial_guess(case, n, s0):
     return case.T_in + dT * jnp.tanh(rise / dT)
 
 
+def _check_newton_settings(*, n_grid, rtol, max_refinements, s_L_guess, newton_tol, max_newton):
+    """The settings of `solve_reference`, refused with their name before any Newton step."""
+    for name, v, lo in (("n_grid", n_grid, 5), ("max_refinements", max_refinements, 0), ("max_newton", max_newton, 1)):
+        n = as_int(v)
+        if n is None or n < lo:
+            raise ValueError(f"solve_reference: {name} must be an integer >= {lo}, got {v!r}.")
+    for name, v in (("rtol", rtol), ("s_L_guess", s_L_guess), ("newton_tol", newton_tol)):
+        x = real_number(v)
+        if x is None or not (np.isfinite(x) and x > 0):
+            raise ValueError(f"solve_reference: {name} must be a positive number, got {v!r}.")
+
+
 def solve_reference(
     case: FreelyPropagating,
     *,
@@ -368,8 +393,8 @@ def solve_reference(
         with jax.enable_x64(True):
             sol = solve_reference(jax.tree.map(lambda v: jnp.asarray(v, jnp.float64), case), **kwargs)
             return jax.tree.map(np.asarray, sol)
-    if n_grid < 5:
-        raise ValueError(f"n_grid must be at least 5, got {n_grid}.")
+    _check_newton_settings(n_grid=n_grid, rtol=rtol, max_refinements=max_refinements, s_L_guess=s_L_guess,
+                           newton_tol=newton_tol, max_newton=max_newton)
     host = jax.lax.stop_gradient(case)
     speeds, steps = [], []
     n = n_grid
@@ -641,8 +666,10 @@ def inverse(case: FreelyPropagating, n_obs: int = 10, noise: float = 0.02,
     if n_data < len(names):
         raise ValueError(f"{n_data} observations cannot determine {len(names)} unknowns "
                          f"({', '.join(map(_display, names))}); observe at least as many values as unknowns.")
-    if not (np.isfinite(noise) and noise >= 0):
+    level = real_number(noise)
+    if level is None or not (np.isfinite(level) and level >= 0):
         raise ValueError(f"noise must be a non-negative relative level such as 0.02, got {noise!r}.")
+    check_key("flame.inverse", key)
     ref = solve_reference(case) if reference is None else reference
     kT, ku = jax.random.split(key)
     T_true = ref.interp(obs_x)
@@ -735,8 +762,11 @@ def kinetics_inverse(case: FreelyPropagating, n_obs: int = 10, noise: float = 0.
     missing = [k for k in names if k not in nominal]
     if missing:
         raise ValueError(f"kinetics_inverse: give a nominal value for {', '.join(map(_display, missing))}.")
-    if int(n_obs) < 1 or not (np.isfinite(noise) and noise > 0):
-        raise ValueError(f"kinetics_inverse: n_obs must be >= 1 and noise > 0, got {n_obs!r} and {noise!r}.")
+    level, n = real_number(noise), as_int(n_obs)
+    if n is None or n < 1 or level is None or not (np.isfinite(level) and level > 0):
+        raise ValueError(f"kinetics_inverse: n_obs must be an integer >= 1 and noise a positive relative level, got "
+                         f"n_obs={n_obs!r} and noise={noise!r}.")
+    check_key("flame.kinetics_inverse", key)
     if not jax.config.jax_enable_x64:
         raise ValueError("kinetics_inverse runs the flame solver in float64: call "
                          "jax.config.update('jax_enable_x64', True) first.")

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._problem import check_memory
+from .._problem import check_key, check_memory, real_number
 
 __all__ = ["shepp_logan", "random_ellipses", "brain_slice", "brain_volume"]
 
@@ -120,6 +120,13 @@ def random_ellipses(key, n: int, size: int, n_ellipses: int = 6, *,
     lo, hi = axes
     if not 0 < lo <= hi < radius <= 1:
         raise ValueError(f"need 0 < axes[0] <= axes[1] < radius <= 1, got axes={axes}, radius={radius}")
+    p = real_number(p_on)
+    if p is None or not 0 <= p <= 1:
+        raise ValueError(f"p_on (the probability that an ellipse is present) must be in [0, 1], got {p_on!r}")
+    i_lo, i_hi = (real_number(v) for v in intensities)
+    if i_lo is None or i_hi is None or not (np.isfinite(i_lo) and np.isfinite(i_hi) and i_lo <= i_hi):
+        raise ValueError(f"intensities must be two finite numbers (low, high) with low <= high, got {intensities!r}")
+    check_key("random_ellipses", key)
     return _random_ellipses(key, int(n), size, int(n_ellipses), tuple(map(float, axes)),
                             tuple(map(float, intensities)), float(p_on), float(radius), _float())
 

@@ -23,8 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._linop import GridOperator, HasSolids
-from .._problem import (GaussianNoise, HasForward, HasResidual, LinearSystem, check_finite_data, check_memory,
-                        directional_derivatives, real_number)
+from .._problem import (GaussianNoise, HasForward, HasResidual, LinearSystem, as_array, check_finite_data, check_key,
+                        check_memory, directional_derivatives, real_number, rms)
 
 BOUNDARY_TYPES = ("dirichlet", "neumann")
 
@@ -71,7 +71,8 @@ def _check_grid_memory(what, shape, n_arrays):
 
 def _check_field(name, value, shape, *, positive=False, dtype=None):
     """A scalar or an array of ``shape``; finite (and > 0 if ``positive``)."""
-    arr = jnp.asarray(value, dtype=dtype)
+    arr = as_array(value, f"{name} must be a number or an array of numbers")
+    arr = arr if dtype is None else arr.astype(dtype)
     if not jnp.issubdtype(arr.dtype, jnp.floating):
         arr = arr.astype(jnp.result_type(float))
     if arr.ndim != 0 and tuple(arr.shape) != tuple(shape):
@@ -93,7 +94,10 @@ def _check_field(name, value, shape, *, positive=False, dtype=None):
 
 def _check_bc(bc, ndim) -> tuple[str, ...]:
     """'dirichlet', 'neumann', or one entry per wall: (x_lo, x_hi, y_lo, y_hi[, z_lo, z_hi])."""
-    sides = (bc,) * (2 * ndim) if isinstance(bc, str) else tuple(bc)
+    try:
+        sides = (bc,) * (2 * ndim) if isinstance(bc, str) else tuple(bc)
+    except TypeError:  # not a sequence (None, a number)
+        sides = ()
     if len(sides) != 2 * ndim or any(not isinstance(s, str) for s in sides):
         raise ValueError(
             f"bc must be one of {BOUNDARY_TYPES} or a sequence of {2 * ndim} of them "
@@ -104,6 +108,18 @@ def _check_bc(bc, ndim) -> tuple[str, ...]:
     if bad:
         raise ValueError(f"unknown boundary type {bad[0]!r}; expected one of {BOUNDARY_TYPES}.")
     return sides
+
+
+def _check_lengths(lengths, ndim) -> tuple[float, ...]:
+    """The box size per axis: one positive finite number, or one per axis."""
+    msg = f"lengths must be one positive number or {ndim} of them (the box size per axis), got {lengths!r}"
+    try:
+        L = np.asarray(lengths, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(msg + ".") from None
+    if L.ndim > 1 or (L.ndim == 1 and L.size not in (1, ndim)) or not np.all(np.isfinite(L) & (L > 0)):
+        raise ValueError(msg + ".")
+    return tuple(float(x) for x in np.broadcast_to(L.reshape(-1) if L.ndim else L, (ndim,)))
 
 
 # --------------------------------------------------------------------------------------
@@ -252,9 +268,7 @@ def operator(
     _check_grid_memory("poisson.operator", shape, nd + 2)  # kappa, the face coefficients, the result of mv
     sides = _check_bc(bc, nd)
     kappa = _check_field("kappa", kappa, shape, positive=True)
-    L = np.broadcast_to(np.asarray(lengths, dtype=float), (nd,))
-    if np.any(L <= 0):
-        raise ValueError(f"lengths must be positive, got {lengths!r}.")
+    L = np.asarray(_check_lengths(lengths, nd))
     h = L / np.asarray(shape)
     solid = None
     if obstacles is not None:
@@ -375,6 +389,7 @@ def smooth_field(key, shape, n_bumps: int = 3, width: float = 0.2):
     widths ``width * U(0.8, 1.2)``, amplitudes in [0.5, 1], tapered by ``prod sin(pi x_i)``
     so that it vanishes on the walls; float of the default dtype."""
     shape = _check_shape(shape)
+    check_key("poisson.smooth_field", key)
     kc, kw, ka = jax.random.split(key, 3)
     d = len(shape)
     _check_grid_memory("poisson.smooth_field", shape, 2 * n_bumps + 2 * d + 1)
@@ -439,7 +454,7 @@ def _build(unknown, shape, n_sensors, noise, key, kappa, source, bc, obstacles, 
     k_sens, k_noise = jax.random.split(key)
     sensors = _sensors(k_sens, n_sensors, shape, obstacles)
     sides = _check_bc(bc, len(shape))
-    L = tuple(float(x) for x in np.broadcast_to(np.asarray(lengths, float), (len(shape),)))
+    L = _check_lengths(lengths, len(shape))
     dtype = jnp.result_type(float)
     fields = dict(
         unknown=unknown, shape=shape, bc=sides, lengths=L,
@@ -453,7 +468,11 @@ def _build(unknown, shape, n_sensors, noise, key, kappa, source, bc, obstacles, 
     y_shape = shape if sensors is None else (n_obs,)
     probe = PoissonInverse(y_obs=jnp.zeros(y_shape, dtype), **fields)
     clean = probe.forward(theta_true.astype(dtype))
-    sigma = noise * jnp.sqrt(jnp.mean(clean**2))
+    if not isinstance(clean, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(clean))):
+        raise ValueError(f"poisson: the observations simulated from the true {unknown} are not finite (the {unknown} "
+                         f"or kappa overflow {jnp.dtype(dtype).name}, or the forward solve failed); scale the "
+                         "source and kappa to moderate values.")
+    sigma = noise * rms(clean)
     y = clean + sigma * jax.random.normal(k_noise, clean.shape, dtype)
     return PoissonInverse(y_obs=y, **{**fields, "noise": GaussianNoise(sigma)})
 
@@ -484,6 +503,7 @@ def source_identification(
     """
     shape = _check_shape(shape)
     _check_grid_memory("poisson.source_identification", shape, len(shape) + 12)  # operator, fields, data, CG vectors
+    check_key("poisson.source_identification", key)
     k_truth, k_rest = jax.random.split(key)
     kappa = _check_field("kappa", kappa, shape, positive=True)
     f = smooth_field(k_truth, shape) if source is None else _check_field("source", source, shape)
@@ -523,12 +543,14 @@ def coefficient_identification(
     """
     shape = _check_shape(shape)
     _check_grid_memory("poisson.coefficient_identification", shape, len(shape) + 12)  # operator, fields, data, CG vectors
+    check_key("poisson.coefficient_identification", key)
     k_truth, k_rest = jax.random.split(key)
     kappa = 1.0 + smooth_field(k_truth, shape, n_bumps=2, width=0.2) if kappa is None else kappa
     kappa = _check_field("kappa", kappa, shape, positive=True)
     f = _check_field("source", source, shape)
-    if not (np.isfinite(kappa_init) and kappa_init > 0):
-        raise ValueError(f"kappa_init must be positive, got {kappa_init!r}.")
+    k0 = real_number(kappa_init)
+    if k0 is None or not (np.isfinite(k0) and k0 > 0):
+        raise ValueError(f"kappa_init must be a positive number, got {kappa_init!r}.")
     return _build("kappa", shape, n_sensors, noise, k_rest, None, f, bc, obstacles, lengths,
                   theta_true=jnp.log(kappa), x_true=kappa, theta0=jnp.full(shape, np.log(kappa_init)),
                   linear_solver=linear_solver)

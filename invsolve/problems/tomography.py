@@ -31,7 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._linop import AbstractLinearOperator
-from .._problem import GaussianNoise, LinearInverse, check_memory, check_value, real_number
+from .._problem import (GaussianNoise, LinearInverse, as_array, check_key, check_memory, check_value, real_number,
+                        rms)
 
 MODELS = ("joseph", "rotate")
 FILTERS = ("ramp", "shepp-logan", "cosine", "hann", "hamming", None)
@@ -53,7 +54,7 @@ MAX_ANGLE = 2 * np.pi * (1 + 1e-6)  # |angle| above this is not radians (degrees
 def _check_angles(angles) -> jax.Array:
     """A 1D float array of finite angles in radians, ``|angle| <= 2 pi`` (checked with
     `eqx.error_if` when traced)."""
-    a = jnp.asarray(angles)
+    a = as_array(angles, "angles must be a 1D array of projection angles in radians")
     if a.ndim != 1 or a.shape[0] < 1:
         raise ValueError(f"angles must be a 1D array of projection angles in radians, got shape {a.shape}.")
     if not jnp.issubdtype(a.dtype, jnp.floating):
@@ -546,14 +547,15 @@ def _finite_truth(x):
     return check_value(x, ~jnp.all(jnp.isfinite(x)), "the true image x contains NaN or infinite values; it must be finite")
 
 
-def relative_gaussian(x, op, noise, key):
+def relative_gaussian(x, op, noise, key, owner: str = "relative_gaussian"):
     """``y = A x + sigma e`` with ``sigma = noise * rms(A x)`` (``noise`` relative, >= 0)."""
     level = real_number(noise)
     if level is None or not (np.isfinite(level) and level >= 0):
         raise ValueError(f"noise must be a non-negative relative noise level such as 0.01, got {noise!r}.")
+    check_key(owner, key)
     x = _finite_truth(x)
     clean = op.mv(x)
-    sigma = noise * jnp.sqrt(jnp.mean(clean**2))
+    sigma = noise * rms(clean)
     y = clean + sigma * jax.random.normal(key, clean.shape, clean.dtype)
     return LinearInverse(op, y, GaussianNoise(jnp.where(sigma > 0, sigma, 1.0)), x)
 
@@ -570,20 +572,24 @@ def sparse_view(x, n_angles: int = 30, noise: float = 0.01, *, key, geometry: st
         raise ValueError(f"n_angles must be a positive integer, got {n_angles!r}.")
     arc = np.pi if geometry == "parallel" else 2 * np.pi
     angles = jnp.linspace(0.0, arc, n_angles, endpoint=False)
-    return relative_gaussian(x, _geometry(x, angles, geometry, **geometry_kw), noise, key)
+    return relative_gaussian(x, _geometry(x, angles, geometry, **geometry_kw), noise, key, "sparse_view")
 
 
 def limited_angle(x, wedge: float = 90.0, n_angles: int | None = None, noise: float = 0.01, *, key,
                   geometry: str = "parallel", **geometry_kw) -> LinearInverse:
     """Limited-angle CT: views only over ``[0, wedge)`` degrees (e.g. 90 or 120 of the 180
     a parallel scan needs), one per degree unless ``n_angles`` is given."""
-    if not (np.isfinite(wedge) and 0 < wedge <= 360):
+    w = real_number(wedge)
+    if w is None or not (np.isfinite(w) and 0 < w <= 360):
         raise ValueError(f"wedge must be an angle in degrees in (0, 360], got {wedge!r}.")
+    if w <= 2 * np.pi:
+        raise ValueError(f"wedge is in degrees, and {wedge!r} degrees is no scan (radians? pass np.rad2deg(wedge)); "
+                         "limited-angle CT scans arcs of tens of degrees, e.g. wedge=90.")
     n_angles = int(round(wedge)) if n_angles is None else n_angles
     if not isinstance(n_angles, (int, np.integer)) or n_angles < 1:
         raise ValueError(f"n_angles must be a positive integer, got {n_angles!r}.")
     angles = jnp.linspace(0.0, np.deg2rad(wedge), n_angles, endpoint=False)
-    return relative_gaussian(x, _geometry(x, angles, geometry, **geometry_kw), noise, key)
+    return relative_gaussian(x, _geometry(x, angles, geometry, **geometry_kw), noise, key, "limited_angle")
 
 
 def low_dose(x, n_angles: int = 180, photons: float = 1e4, *, key, max_attenuation: float = 3.0,
@@ -603,10 +609,14 @@ def low_dose(x, n_angles: int = 180, photons: float = 1e4, *, key, max_attenuati
         raise ValueError(f"max_attenuation must be positive, got {max_attenuation!r}.")
     if not isinstance(n_angles, (int, np.integer)) or n_angles < 1:
         raise ValueError(f"n_angles must be a positive integer, got {n_angles!r}.")
+    check_key("low_dose", key)
     angles = jnp.linspace(0.0, np.pi if geometry == "parallel" else 2 * np.pi, n_angles, endpoint=False)
     op = _geometry(x, angles, geometry, **geometry_kw)
     x = _finite_truth(x)
     clean = op.mv(x)
+    if not isinstance(clean, jax.core.Tracer) and not float(jnp.max(clean)) > 0:
+        raise ValueError("low_dose: the image x attenuates nothing (its projections are not positive anywhere); "
+                         "a CT image holds non-negative attenuation values, not all zero.")
     mu = max_attenuation / jnp.max(clean)
     expected = photons * jnp.exp(-mu * clean)
     counts = jax.random.poisson(key, expected).astype(clean.dtype)

@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._problem import HasResidual, HasSimulator, check_value, directional_derivatives, real_number
+from .._problem import (HasResidual, HasSimulator, as_array, as_int, check_key, check_value, directional_derivatives,
+                        real_number)
 
 
 def _positive(owner, name, unit=""):
@@ -24,7 +25,7 @@ def _positive(owner, name, unit=""):
     (``ValueError`` when concrete, `eqx.error_if` when traced)."""
 
     def convert(v):
-        v = jnp.asarray(v)
+        v = as_array(v, f"{owner}: {name} must be a positive finite number{unit}")
         return check_value(v, ~jnp.all(jnp.isfinite(v) & (v > 0)),
                            f"{owner}: {name} must be positive and finite{unit}", got=lambda: repr(np.asarray(v).tolist()))
 
@@ -121,7 +122,7 @@ def _concrete(x) -> bool:
 
 
 def _probability_map(name, m):
-    m = jnp.asarray(m)
+    m = as_array(m, f"Anatomy: {name} must be an array of probabilities in [0, 1]")
     return check_value(m, ~jnp.all((m >= 0) & (m <= 1)),
                        f"Anatomy: white and grey are probabilities; values must lie in [0, 1] ({name} does not)",
                        got=lambda: f"{name} from {float(jnp.min(m)):g} to {float(jnp.max(m)):g}")
@@ -147,8 +148,10 @@ class Anatomy(eqx.Module):
         if jnp.shape(self.white) != jnp.shape(self.grey) or not 1 <= jnp.ndim(self.white) <= 3:
             raise ValueError("Anatomy: white and grey must be arrays of one shape with 1-3 axes, got "
                              f"{jnp.shape(self.white)} and {jnp.shape(self.grey)}.")
-        if not float(self.spacing_mm) > 0:
-            raise ValueError(f"Anatomy: spacing_mm must be positive, got {self.spacing_mm!r}.")
+        h = real_number(self.spacing_mm)
+        if h is None or not (math.isfinite(h) and h > 0):
+            raise ValueError(f"Anatomy: spacing_mm (the voxel edge in mm) must be a positive number, got "
+                             f"{self.spacing_mm!r}.")
         if _concrete((self.white, self.grey)):  # traced maps: their range is checked by the converter
             w, g = np.asarray(self.white), np.asarray(self.grey)
             if not np.any(w + g >= self.tissue_min):
@@ -285,8 +288,8 @@ _integrate.defvjp(_integrate_fwd, _integrate_bwd)
 
 
 def _relative_origin(o):
-    o = jnp.asarray(o)
     msg = "Params: origin must be relative coordinates, a 1D array with each entry in [0, 1]"
+    o = as_array(o, msg)
     if o.ndim != 1:
         raise ValueError(f"{msg}; got shape {o.shape}.")
     return check_value(o, ~jnp.all((o >= 0) & (o <= 1)), msg, got=lambda: repr(np.asarray(o).tolist()))
@@ -367,6 +370,12 @@ def simulate(anatomy: Anatomy, params: Params, *, n_steps: int | None = None, dt
 
     Returns ``u`` with the anatomy's shape and dtype, or ``(len(save_at), *shape)``.
     """
+    if not isinstance(anatomy, Anatomy):
+        raise TypeError(f"simulate: anatomy must be a tumor.Anatomy (e.g. tumor.ellipsoid_brain(...)), got "
+                        f"{type(anatomy).__name__}.")
+    if not isinstance(params, Params):
+        raise TypeError(f"simulate: params must be tumor.Params(D_white, rho, origin, t_end), got "
+                        f"{type(params).__name__}.")
     _check_origin_inside(anatomy, params.origin)
     u = seed(anatomy, params.origin, seed_sigma_mm)
     faces = anatomy.faces()
@@ -407,11 +416,21 @@ def _float_dtype(dtype):
     return jnp.dtype(dtype) if dtype is not None else jnp.result_type(float)
 
 
+def _grid_shape(owner, shape, least) -> tuple[int, ...]:
+    """1-3 integers of at least ``least`` (``8.5`` is refused, not truncated)."""
+    try:
+        entries = tuple(shape)
+    except TypeError:
+        entries = None
+    ints = None if entries is None else tuple(as_int(n) for n in entries)
+    if ints is None or None in ints or not 1 <= len(ints) <= 3 or min(ints) < least:
+        raise ValueError(f"{owner}: shape must be 1-3 integers of at least {least} voxels, got {shape!r}.")
+    return ints
+
+
 def homogeneous_box(shape, spacing_mm: float = 1.0, dtype=None) -> Anatomy:
     """Uniform white matter filling a box (``D = D_white`` everywhere, no flux at the walls)."""
-    shape = tuple(int(s) for s in shape)
-    if not 1 <= len(shape) <= 3 or min(shape) < 2:
-        raise ValueError(f"homogeneous_box: shape must have 1-3 axes of at least 2 voxels, got {shape}.")
+    shape = _grid_shape("homogeneous_box", shape, 2)
     dt = _float_dtype(dtype)
     return Anatomy(jnp.ones(shape, dt), jnp.zeros(shape, dt), float(spacing_mm))
 
@@ -420,9 +439,7 @@ def ellipsoid_brain(shape=(40, 48, 40), spacing_mm: float = 4.0, dtype=None) -> 
     """A synthetic brain for fast tests: an ellipsoid filling 90% of the box, white matter in
     its inner 70%, a grey-matter shell (with a linear white/grey transition), and an
     ellipsoidal ventricle (no tissue) near the centre. 1D-3D."""
-    shape = tuple(int(s) for s in shape)
-    if not 1 <= len(shape) <= 3 or min(shape) < 4:
-        raise ValueError(f"ellipsoid_brain: shape must have 1-3 axes of at least 4 voxels, got {shape}.")
+    shape = _grid_shape("ellipsoid_brain", shape, 4)
     grids = np.meshgrid(*[(np.arange(n) + 0.5) / n * 2 - 1 for n in shape], indexing="ij")
     r = np.sqrt(sum((g / 0.9) ** 2 for g in grids))
     v = np.sqrt(sum((g / s) ** 2 for g, s in zip(grids, (0.12, 0.25, 0.15))))
@@ -496,6 +513,9 @@ def segment(u, thresholds=(0.2, 0.6), *, noise: float = 0.0, key=None):
     ``noise > 0`` jitters each voxel's thresholds by ``noise * N(0, 1)`` (boundary noise:
     only voxels with ``u`` near a threshold can flip); it needs ``key``."""
     lo, hi = _check_thresholds(thresholds)
+    u = as_array(u, "segment: u (the tumour cell density) must be an array")
+    if not jnp.issubdtype(u.dtype, jnp.floating):
+        u = u.astype(jnp.result_type(float))
     level = real_number(noise)
     if level is None or not (math.isfinite(level) and level >= 0):
         raise ValueError(f"segment: noise (threshold jitter) must be a non-negative number such as 0.02, got {noise!r}.")
@@ -503,6 +523,7 @@ def segment(u, thresholds=(0.2, 0.6), *, noise: float = 0.0, key=None):
     if level:
         if key is None:
             raise ValueError("segment: noise > 0 needs key=jax.random.key(...).")
+        check_key("segment", key)
         th = th + noise * jax.random.normal(key, (2, *u.shape), u.dtype)
     return u[None] >= th
 

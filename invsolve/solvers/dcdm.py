@@ -42,7 +42,7 @@ from .._batch import data_parallel
 from .._linop import AbstractLinearOperator, HasSolids
 from .._problem import HasLinearOperator
 from .._solution import Estimate
-from .._solver import AbstractSolver, Requirement, SymmetricOperator, check_nonneg, key_optimizer
+from .._solver import AbstractSolver, Requirement, SymmetricOperator, check_nonneg, check_rtol, key_optimizer
 from .._train import fit
 from ..linalg.krylov import krylov_terminate, vdot
 from ..nn import ConvUNet
@@ -186,8 +186,7 @@ class DCDM(AbstractSolver):
     def __check_init__(self):
         if not callable(self.model):
             raise TypeError(f"DCDM model must be a DCDMModel or a callable model(r, fluid); got {self.model!r}.")
-        if not (isinstance(self.rtol, (int, float)) and self.rtol > 0):
-            raise ValueError(f"DCDM rtol must be a positive number, got {self.rtol!r}.")
+        check_rtol("DCDM rtol", self.rtol, positive=True)
         check_nonneg("DCDM atol", self.atol, allow_none=False)
         check_nonneg("DCDM n_orthogonalize", self.n_orthogonalize, integer=True, allow_none=False)
         check_nonneg("DCDM max_steps", self.max_steps, integer=True)

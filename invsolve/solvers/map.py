@@ -15,6 +15,10 @@ from .._solver import AbstractOptaxSolver, check_nonneg
 from ..priors import AbstractDensityPrior
 
 
+# A descent that ends this many times the starting loss's magnitude above it has gone uphill.
+ASCENT_FACTOR = 10.0
+
+
 class MAPState(eqx.Module):
     theta: Any
     opt_state: Any
@@ -73,6 +77,10 @@ class GradientMAP(AbstractOptaxSolver):
         if jax.tree.structure(self.theta0) != jax.tree.structure(default):
             raise ValueError(f"GradientMAP theta0 must have the structure of problem.init_params(): "
                              f"{jax.tree.structure(default)}, got {jax.tree.structure(self.theta0)}.")
+        for x, d in zip(jax.tree.leaves(self.theta0), jax.tree.leaves(default)):
+            if jnp.size(x) != jnp.size(d):
+                raise ValueError(f"GradientMAP theta0 must have the shapes of problem.init_params(): an array of shape "
+                                 f"{tuple(jnp.shape(x))} where {tuple(jnp.shape(d))} is expected.")
         return jax.tree.map(lambda x, d: jnp.asarray(x, d.dtype).reshape(d.shape), self.theta0, default)
 
     def _objective(self, problem):
@@ -104,6 +112,15 @@ class GradientMAP(AbstractOptaxSolver):
             return jnp.array(False), jnp.array(RESULTS.successful, jnp.int32)
         done = jnp.isfinite(state.grad_norm0) & (state.grad_norm <= self.gtol * state.grad_norm0)
         return done, jnp.where(done, RESULTS.successful, RESULTS.max_steps_reached).astype(jnp.int32)
+
+    def check_result(self, problem, state, result):
+        """A run that ends with its loss far above where it started (`ASCENT_FACTOR` times the
+        starting loss's magnitude) went uphill, e.g. with a negative learning rate, and reports
+        ``diverged``: the driver's per-step watch only catches a loss that explodes."""
+        f0 = self._objective(problem)(self.init_params(problem)).astype(state.loss.dtype)
+        scale = jnp.maximum(jnp.abs(f0), jnp.finfo(state.loss.dtype).tiny)
+        rose = jnp.isfinite(state.loss) & (state.loss > f0 + ASCENT_FACTOR * scale)
+        return jnp.where((result == RESULTS.successful) & rose, RESULTS.diverged, result)
 
     def postprocess(self, problem, state):
         return Estimate(problem.constrain(state.theta))

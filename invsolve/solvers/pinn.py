@@ -128,9 +128,21 @@ class PINN(AbstractOptaxSolver):
         params = jax.eval_shape(solver.init_params, problem)
         refiner = key_optimizer(optax.lbfgs(), params) if self.lbfgs_steps else None
         solver = dataclasses.replace(solver, optimizer=key_optimizer(opt, params), refiner=refiner)
+        solver._check_weights(problem)
         if not any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(problem)):
             solver._check_initial_loss(problem)
         return solver
+
+    def _check_weights(self, problem):
+        """Every name in ``weights`` must be a loss term of this problem (a misspelt name would
+        be ignored silently)."""
+        if not self.weights:
+            return
+        terms = jax.eval_shape(lambda: self._terms(problem, self.init_params(problem), self._points(problem)))
+        unknown = sorted(set(self.weights) - set(terms))
+        if unknown:
+            raise ValueError(f"PINN weights name {', '.join(map(repr, unknown))}, which {type(problem).__name__} has "
+                             f"no loss term of; its terms are {', '.join(map(repr, terms))}.")
 
     def _check_initial_loss(self, problem):
         """A NaN at the start would only show up as a failed solve: name the term now."""
