@@ -15,6 +15,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Callable
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -58,7 +59,10 @@ def load(path, build: Callable[[dict], Any], what: str):
         raise FileNotFoundError(f"{what}.load: no file {path}.")
     meta, arrays = read_npz(path, "model file")
     try:
-        like = build(meta)
+        # the network's structure and shapes only: running its initialisers op by op would
+        # compile hundreds of small programs (7 s for a score U-Net); every array of a model
+        # lives in ``params``, which the stored arrays replace
+        like = eqx.filter_eval_shape(build, meta)
         leaves, treedef = jax.tree.flatten(like.params)
         new = [jnp.asarray(arrays[f"w{i}"]) for i in range(len(leaves))]
         info = meta["info"]

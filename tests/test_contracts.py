@@ -119,8 +119,14 @@ def _avals(tree):
     return jax.tree.map(lambda x: (jnp.shape(x), jnp.result_type(x), getattr(jax.typeof(x), "weak_type", None)), tree)
 
 
-@pytest.mark.parametrize("pname", list(PROBLEMS))
-@pytest.mark.parametrize("sname", list(SOLVERS))
+# NUTS's warm-up compiles for 5-10 s per problem: the fast tier runs it on two problems, the
+# slow tier on the rest
+SLOW_PAIRS = {("nuts", p) for p in HAS_FORWARD - {"vector", "tumor"}}
+
+
+@pytest.mark.parametrize("sname,pname", [
+    pytest.param(s, p, marks=[pytest.mark.slow] if (s, p) in SLOW_PAIRS else [], id=f"{s}-{p}")
+    for s in SOLVERS for p in PROBLEMS])
 def test_contract(pname, sname):
     problem, solver = PROBLEMS[pname](), SOLVERS[sname]()
     if pname not in TAKES[sname]:

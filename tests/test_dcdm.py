@@ -173,6 +173,7 @@ def test_training_resumes_from_a_checkpoint_exactly(tmp_path):
     assert not tree_allclose(resumed.params, dcdm.train(ops, steps=3, **kw).params, rtol=1e-6)
 
 
+@pytest.mark.slow  # 9 s on a quiet 2-core machine, cold cache
 def test_training_lowers_the_loss():
     A = poisson.operator((16, 16))
     model = dcdm.train(A, n_vectors=200, key=jax.random.key(0), n_lanczos=60, steps=150, batch_size=8,

@@ -84,6 +84,7 @@ def test_log_prior_of_a_linear_prox_is_the_known_quadratic():
     assert np.allclose(lpn.log_prior(x), 0.5 * jnp.sum(x * x, axis=1), rtol=1e-8, atol=1e-10)
 
 
+@pytest.mark.slow  # 9 s on a quiet 2-core machine, cold cache
 def test_learned_prior_makes_f_its_prox_by_brute_force():
     """Independent check of log_prior: on a 1D grid, f(v) minimises 1/2 (x - v)^2 + R(x)."""
     lpn = _random_lpn((1,), key=4, hidden=8, depth=2, alpha=0.2)
@@ -150,6 +151,7 @@ def test_save_and_load_round_trip(tmp_path):
 
 
 # --- the shipped priors -------------------------------------------------------------------
+@pytest.mark.slow  # 2 x 10 s on a quiet 2-core machine, cold cache
 @pytest.mark.parametrize("name", ["ellipses-64", "mni-64"])
 def test_shipped_prior_denoises_its_kind_of_image(name):
     lpn = LPN.pretrained(name)
@@ -231,6 +233,7 @@ def test_pnp_admm_with_l1_solves_the_lasso_and_reports_the_objective():
     assert np.all(np.diff(sol.history["objective"][50:]) < 1e-6 * F_ref)
 
 
+@pytest.mark.slow  # 11 s on a quiet 2-core machine, cold cache
 def test_pnp_admm_with_tv_matches_chambolle_pock_on_ct():
     x = phantoms.shepp_logan(32)
     prob = tomography.sparse_view(x, n_angles=12, noise=0.02, key=jax.random.key(0))

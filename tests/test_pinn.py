@@ -74,6 +74,7 @@ def test_pinn_flame_forward_finds_the_flame_speed(ref46):
     assert {"residual", "bc_T", "bc_gradT"} <= set(h)
 
 
+@pytest.mark.slow  # 11 s on a quiet 2-core machine, cold cache
 def test_pinn_flame_inverse_moves_all_unknowns_towards_the_truth(ref46):
     prob = flame.inverse(flame.FreelyPropagating(phi=0.46), 10, 0.0, key=jax.random.key(0), reference=ref46)
     sol = inv.solve(prob, inv.solvers.PINN(steps=2000), key=jax.random.key(1))

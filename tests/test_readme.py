@@ -40,10 +40,7 @@ def _check(title, ns):
         assert ns["tv"].value.shape == (128, 128)
     elif title.startswith("Learned Krylov"):
         assert ns["cg"].stats["num_steps"] > 100
-    elif title.startswith("Learned proximal"):
-        assert ns["pnp"].value.shape == (64, 64)
     elif title.startswith("Scale out"):
-        assert ns["sols"].value.shape == (64, 32, 32) and ns["post"].samples["D_white"].shape == (1000,)
         assert ns["batch"].value.shape == (16, 12, 12) and ns["uq"].samples.shape == (1000, 3)
 
 
@@ -61,13 +58,17 @@ def _check_slow(ns):
     elif "dataset" in ns:  # the LPN example: a trained model, and a reconstruction with its prior value
         assert dict(ns["lpn"].info)["recipe"] == "ellipses-64"
         assert ns["sol"].value.shape == (64, 64) and ns["sol"].result == 0
+    if "pnp" in ns:  # the LPN example on a held-out slice
+        assert ns["pnp"].value.shape == (64, 64)
+    if "sols" in ns:  # the scale-out example: 64 batched solves, a tumour posterior
+        assert ns["sols"].value.shape == (64, 32, 32) and ns["post"].samples["D_white"].shape == (1000,)
     if "ref" in ns:  # the flame example: the reference speed and the PINN's three unknowns
         assert abs(float(ns["ref"].s_L) - 0.292786) < 1e-5  # measured 0.2927861; converged to 1e-7
         assert set(ns["sol"].value) >= {"s_L", "lambda", "Ea"}
 
 
 def test_readme_has_its_sections():
-    assert len(SECTIONS) >= 9 and sum(map(len, SECTIONS.values())) >= 19 and len(SLOW) >= 5
+    assert len(SECTIONS) >= 9 and sum(map(len, SECTIONS.values())) >= 19 and len(SLOW) >= 7
 
 
 @pytest.mark.parametrize("title", [t for t, bs in FAST.items() if bs])

@@ -231,3 +231,16 @@ def test_metrics_of_large_values_and_constant_references():
     with pytest.raises(ValueError, match="psnr: the reference is constant.*pass data_range"):
         inv.metrics.psnr(jnp.ones((8, 8)), jnp.zeros((8, 8)))  # before: -inf
     assert float(inv.metrics.psnr(jnp.ones((8, 8)), jnp.zeros((8, 8)), data_range=1.0)) == 0.0
+
+
+@pytest.mark.slow  # 150 s on two cores
+def test_reliability_probe_finds_no_silent_wrong_answer_and_no_unhelpful_error():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    probe = Path(__file__).parent / "scripts" / "reliability_probe.py"
+    proc = subprocess.run([sys.executable, str(probe)], capture_output=True, text=True, timeout=1200)
+    summary = proc.stdout[-3000:]
+    assert proc.returncode == 0, summary + proc.stderr[-2000:]
+    assert "silent-wrong" in summary and "unhelpful-error" in summary, summary
