@@ -38,6 +38,8 @@ PROBLEMS = {
     "vector": lambda: _matrix_problem((8,), 6),
     "stack": lambda: _matrix_problem((2, 8), 12),
 }
+# problems and solvers are immutable: build each once per test process (a build compiles)
+PROBLEMS = {name: functools.cache(make) for name, make in PROBLEMS.items()}
 SOLVERS = {
     "cg": lambda: inv.solvers.CG(),
     "pcg-jacobi": lambda: inv.solvers.PCG(),
@@ -60,6 +62,7 @@ SOLVERS = {
     "red-diff": lambda: inv.solvers.REDDiff(_mixture(), n_steps=3, optimizer=optax.adam(1e-2), n_samples=2),
     "mbir": lambda: inv.solvers.DiffusionMBIR(_mixture(), n_steps=3),
 }
+SOLVERS = {name: functools.cache(make) for name, make in SOLVERS.items()}
 HAS_FORWARD = {"linear-system", "source", "kappa", "ct", "tumor", "vector", "stack"}
 LINEAR = {"linear-system", "ct", "vector", "stack"}
 ONE_ARRAY = HAS_FORWARD - {"tumor"}  # the tumour's unknowns are named constants
