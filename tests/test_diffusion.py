@@ -126,6 +126,7 @@ def test_training_resumes_bit_identically(tmp_path):
     assert dict(resumed.info)["steps"] == 6
 
 
+@pytest.mark.slow  # 12 s on two cores
 def test_unet_prior_saves_and_loads(tmp_path):
     prior = ScorePrior.init((8, 8), jax.random.key(0), sde=inv.priors.VE(sigma_max=20.0), channels=(4, 8))
     prior = dataclasses.replace(prior, info=(("note", "x"),))

@@ -22,6 +22,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # 10 s on two cores: two Python processes
 def test_two_processes_on_localhost_equal_one_process():
     address = f"127.0.0.1:{_free_port()}"
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}

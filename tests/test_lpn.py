@@ -45,6 +45,7 @@ def test_psi_is_convex_hessian_eigenvalues_nonnegative(shape):
     assert n == H.shape[0]
 
 
+@pytest.mark.slow  # 10 s on two cores
 def test_without_the_clip_psi_is_not_convex():
     """The convexity test can fail: negative hidden weights break it."""
     lpn = _random_lpn((3,), hidden=6, depth=2, scale=2.0, nonneg=False)
@@ -54,7 +55,7 @@ def test_without_the_clip_psi_is_not_convex():
     assert worst < -1e-3
 
 
-@pytest.mark.parametrize("shape", [(3,), (8, 8)])
+@pytest.mark.parametrize("shape", [(3,), pytest.param((8, 8), marks=pytest.mark.slow)])  # (8, 8): 11 s
 def test_prox_is_the_gradient_of_psi_by_finite_differences(shape):
     lpn = _random_lpn(shape, hidden=6, depth=2)
     y = jax.random.normal(jax.random.key(1), shape, jnp.float64)
@@ -129,6 +130,7 @@ def test_proximal_matching_moves_towards_soft_thresholding():
     assert err(pm) < 0.1 < err(l2)
 
 
+@pytest.mark.slow  # 14 s on two cores; DCDM training resume runs in the fast tier
 def test_training_resumes_from_a_checkpoint_exactly(tmp_path):
     data = np.asarray(phantoms.random_ellipses(jax.random.key(0), 6, 16))
     kw = dict(sigma=0.1, optimizer=optax.adam(1e-3), key=jax.random.key(0), batch_size=2, hidden=4, depth=2,

@@ -121,24 +121,25 @@ class LPN(AbstractProxPrior):
 
     # --- evaluation ---------------------------------------------------------------------
     def shape_error(self, shape):
-        """Why this model cannot take an unknown of ``shape`` (None if it can)."""
+        """Why this model cannot take an unknown of ``shape`` (None if it can); leading axes
+        beyond the trained shape batch (independent vectors or images)."""
         shape = tuple(shape)
+        nc = len(self.shape)
+        core = shape[len(shape) - nc:] if len(shape) >= nc else shape
         if self.kind == "dense":
-            if shape != self.shape:
-                return f"this LPN takes vectors of shape {self.shape}, got {shape}"
+            if core != self.shape:
+                return f"this LPN takes vectors of shape {self.shape} (leading axes batch), got {shape}"
             return None
         m = 2 ** self.config[1]
-        if len(shape) != 2 or shape[0] % m or shape[1] % m:
+        if len(core) != 2 or core[0] % m or core[1] % m:
             return (f"this convolutional LPN takes images whose sides are multiples of {m} (trained at "
-                    f"{self.shape[0]}x{self.shape[1]}), got shape {shape}")
+                    f"{self.shape[0]}x{self.shape[1]}; leading axes batch), got shape {shape}")
         return None
 
     def _check_shape(self, shape):
-        """``shape`` is ``(..., *core)`` with leading batch axes."""
-        core = tuple(shape[len(shape) - len(self.shape):]) if len(shape) >= len(self.shape) else tuple(shape)
-        why = self.shape_error(core)
+        why = self.shape_error(shape)
         if why is not None:
-            raise ValueError(f"LPN: {why} (as the last axes of an input of shape {tuple(shape)}; leading axes batch).")
+            raise ValueError(f"LPN: {why}.")
 
     def _psi_flat(self, y):
         """``psi`` of a batch ``(n, *core)`` in float32, shape ``(n,)``."""

@@ -51,17 +51,7 @@ class GaussianBlur(AbstractLinearOperator):
                              f"{MAX_RADIUS / self.truncate:g}.")
 
     def mv(self, x):
-        k = gaussian_kernel(self.width, self.truncate, jnp.result_type(x.dtype, float))
-        r = (k.shape[0] - 1) // 2
-        for axis in (x.ndim - 2, x.ndim - 1):
-            n = x.shape[axis]
-            # taps farther than n - 1 pixels only ever meet the zero padding: leave them out (exact,
-            # and a blur wider than the image costs O(n) taps, not O(width))
-            m = min(r, n - 1)
-            kk = k[r - m:r + m + 1]
-            xp = jnp.pad(x, [(m, m) if a == axis else (0, 0) for a in range(x.ndim)])
-            x = sum(kk[j] * jax.lax.slice_in_dim(xp, j, j + n, axis=axis) for j in range(2 * m + 1))
-        return x
+        return _blur(self, jnp.asarray(x))
 
     def transpose(self):
         return self
@@ -85,6 +75,21 @@ class GaussianBlur(AbstractLinearOperator):
     @property
     def positive_definite(self):
         return False  # a Gaussian's sampled spectrum is positive, but a truncated one may not be
+
+
+@eqx.filter_jit  # one compiled program per operator and image shape
+def _blur(op, x):
+    k = gaussian_kernel(op.width, op.truncate, jnp.result_type(x.dtype, float))
+    r = (k.shape[0] - 1) // 2
+    for axis in (x.ndim - 2, x.ndim - 1):
+        n = x.shape[axis]
+        # taps farther than n - 1 pixels only ever meet the zero padding: leave them out (exact,
+        # and a blur wider than the image costs O(n) taps, not O(width))
+        m = min(r, n - 1)
+        kk = k[r - m:r + m + 1]
+        xp = jnp.pad(x, [(m, m) if a == axis else (0, 0) for a in range(x.ndim)])
+        x = sum(kk[j] * jax.lax.slice_in_dim(xp, j, j + n, axis=axis) for j in range(2 * m + 1))
+    return x
 
 
 def deblur(x, width: float = 1.5, noise: float = 0.01, *, key) -> LinearInverse:

@@ -199,7 +199,7 @@ class _AbstractProjector(AbstractLinearOperator):
 
     def mv(self, x):
         x = _as_float(_check_image(x, self.size), self.dtype)
-        return self._batched(self._forward, x, 2)
+        return _project(self, x, False)
 
     def rmv(self, s):
         s = _as_float(jnp.asarray(s), self.dtype)
@@ -208,7 +208,7 @@ class _AbstractProjector(AbstractLinearOperator):
                 f"the sinogram has shape {tuple(s.shape)}; expected (..., {self.sino_shape[0]}, "
                 f"{self.sino_shape[1]}) (one row per angle, one column per detector bin)."
             )
-        return self._batched(self._adjoint, s, 2)
+        return _project(self, s, True)
 
     def _adjoint(self, s):
         spec = jax.ShapeDtypeStruct((self.size, self.size), s.dtype)
@@ -240,6 +240,13 @@ class _AbstractProjector(AbstractLinearOperator):
     @property
     def positive_definite(self):
         return False
+
+
+@eqx.filter_jit
+def _project(op, x, adjoint: bool):
+    """``A x`` (or ``A^T x``) over the leading axes, compiled once per geometry and shape: run
+    eagerly, op by op, a projection compiles dozens of small programs."""
+    return op._batched(op._adjoint if adjoint else op._forward, x, 2)
 
 
 class _Adjoint(AbstractLinearOperator):
@@ -515,10 +522,15 @@ def fbp(problem_or_sinogram, op=None, filter: str | None = "ramp"):
     if tuple(sino.shape[-2:]) != op.sino_shape:
         raise ValueError(f"the sinogram has shape {tuple(sino.shape)}; the geometry expects (..., {op.sino_shape[0]}, "
                          f"{op.sino_shape[1]}).")
-    if isinstance(op, FanBeam):
+    if isinstance(op, FanBeam):  # checks the scan on the host, so outside the compiled part
         sino, angles = rebin_fan_to_parallel(sino, op)
     else:
         angles = op.angles
+    return _fbp(op, sino, angles, filter)
+
+
+@eqx.filter_jit
+def _fbp(op, sino, angles, filter):
     filtered = filter_sinogram(sino, filter)
     img = op._batched(lambda s: backproject(s, angles, op.size), filtered, 2)
     return img * (np.pi / (2 * angles.shape[0]))

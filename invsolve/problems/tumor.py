@@ -178,16 +178,7 @@ class Anatomy(eqx.Module):
     def faces(self):
         """Per axis, ``D / D_white`` on the interior faces (the mean of the two voxels; zero
         where either lies outside the brain, which is the no-flux boundary)."""
-        m, inside = self.relative_diffusivity, self.brain
-        out = []
-        for ax in range(self.ndim):
-            lo = [slice(None)] * self.ndim
-            hi = [slice(None)] * self.ndim
-            lo[ax], hi[ax] = slice(None, -1), slice(1, None)
-            lo, hi = tuple(lo), tuple(hi)
-            both = inside[lo] & inside[hi]
-            out.append(jnp.where(both, 0.5 * (m[lo] + m[hi]), 0.0))
-        return tuple(out)
+        return _faces(self.relative_diffusivity, self.brain)
 
     def max_rate(self):
         """Largest sum of a voxel's face coefficients: the diagonal of ``-div(m grad .) h^2``."""
@@ -197,6 +188,19 @@ class Anatomy(eqx.Module):
     def position(self, origin):
         """Relative coordinates in [0, 1]^ndim -> position [mm] (voxel i spans [i, i+1] h)."""
         return jnp.asarray(origin, self.white.dtype) * jnp.asarray(self.shape, self.white.dtype) * self.spacing_mm
+
+
+@jax.jit  # one compiled program per grid (eagerly, each slice and product compiles apart)
+def _faces(m, inside):
+    out = []
+    for ax in range(m.ndim):
+        lo = [slice(None)] * m.ndim
+        hi = [slice(None)] * m.ndim
+        lo[ax], hi[ax] = slice(None, -1), slice(1, None)
+        lo, hi = tuple(lo), tuple(hi)
+        both = inside[lo] & inside[hi]
+        out.append(jnp.where(both, 0.5 * (m[lo] + m[hi]), 0.0))
+    return tuple(out)
 
 
 def _pad_axis(x, ax, before, after):
