@@ -83,8 +83,8 @@ def main():
     rtols = [float(r) for r in args.rtols.split(",")] if args.rtols else [1e-4] if args.quick else [1e-4, 1e-6]
     models = {2: dcdm.pretrained("poisson2d-64"), 3: dcdm.pretrained("poisson3d-32")}
     print(f"jax {jax.__version__}, {jax.devices()[0].device_kind}, float64 iterations")
-    head = (f"| grid | obstacles | rtol | method | iterations | solve [s] | compile [s] | "
-            f"DCDM iters / CG iters | true residual |")
+    head = ("| grid | obstacles | rtol | method | iterations | solve [s] | compile [s] | "
+            "DCDM iters / CG iters | true residual |")
     print(head)
     print("|" + "---|" * 9)
     for shape in sizes:

@@ -47,7 +47,7 @@ def _run(exp, args) -> dict | None:
     import jax
     import jaxlib
 
-    from . import __version__
+    from . import __version__, experiments
     from .io import save_solution, write_json
     from .plot import plot_fields, plot_history
 
@@ -82,15 +82,37 @@ def _run(exp, args) -> dict | None:
         "device": {"platform": jax.devices()[0].platform, "kind": jax.devices()[0].device_kind,
                    "count": jax.device_count()},
     }
+    record["verdict"] = experiments.verdict(exp, metrics, bool(args.quick))
     write_json(os.path.join(out, "metrics.json"), record)
     plot_fields(os.path.join(out, "fields.png"), outcome.fields, points=outcome.points, title=exp.name)
     plot_history(os.path.join(out, "history.png"), sol.history, title=exp.name)
-    shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()
-                      if isinstance(v, (int, float, str)))  # lists (per case, per seed) are in the file
-    print(f"{exp.name}: {summary['result']}, {shown}, {sol.stats['num_steps']} steps, {wall:.1f} s "
-          f"(compile {sol.stats.get('compile_time_s', 0.0):.1f} s); wrote {out}/metrics.json, "
-          "solution.npz, fields.png, history.png")
+    print(summary_text(record, sol.stats.get("compile_time_s", 0.0)))
+    print(f"wrote {out}/metrics.json, solution.npz, fields.png, history.png")
     return record
+
+
+def _num(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def summary_text(record: dict, compile_s: float = 0.0) -> str:
+    """What ``invsolve run`` prints: the solver's status, each scalar metric once, and the
+    verdict, PASS or MISS per criterion (lists and tables stay in metrics.json)."""
+    shown = ", ".join(f"{k}={_num(v)}" for k, v in record["metrics"].items()
+                      if isinstance(v, (int, float, str)) and not isinstance(v, bool))
+    steps, res = record["stats"].get("num_steps", "?"), record["result"]
+    if isinstance(res, list):  # a batch of solves
+        res = f"{sum(r == 'successful' for r in res)}/{len(res)} successful"
+        steps = "/".join(str(n) for n in sorted(set(steps))) if isinstance(steps, list) else steps
+    v = record["verdict"]
+    n_ok = sum(c["pass"] for c in v["criteria"])
+    lines = [f"{record['experiment']}: solver {res}, {steps} steps, {record['wall_time_s']:.1f} s "
+             f"(compile {compile_s:.1f} s)", f"  metrics: {shown}",
+             f"  verdict: {'PASS' if v['pass'] else 'MISS'} ({n_ok} of {len(v['criteria'])} criteria at the "
+             f"{'quick' if record['quick'] else 'full'} setting)"]
+    for c in v["criteria"]:
+        lines.append(f"    {'PASS' if c['pass'] else 'MISS'}  {c['metric']} = {_num(c['value'])}, needs {c['rule']}")
+    return "\n".join(lines)
 
 
 def _cmd_reproduce(args) -> int:

@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._solution import RESULTS
+
 
 def _to_numpy_leaves(tree):
     leaves, treedef = jax.tree.flatten(tree)
@@ -138,6 +140,13 @@ def _jsonable(x: Any):
     return str(x)
 
 
+def result_names(result):
+    """A result code's name (``"successful"``, ...), or a list of names for a batch."""
+    if hasattr(result, "name"):
+        return result.name
+    return [RESULTS(int(r)).name for r in np.ravel(np.asarray(result))]
+
+
 def save_solution(solution, out_dir, *, name: str = "solution", extra: dict | None = None) -> dict:
     """Write ``out_dir/{name}.npz`` (value, std, history, truth in ``extra``) and return a
     JSON-able summary (result, stats, metrics)."""
@@ -156,7 +165,7 @@ def save_solution(solution, out_dir, *, name: str = "solution", extra: dict | No
         arrays[k] = np.asarray(v)
     np.savez(os.path.join(out_dir, f"{name}.npz"), **arrays)
     return {
-        "result": getattr(solution.result, "name", _jsonable(solution.result)),
+        "result": result_names(solution.result),
         "stats": _jsonable(solution.stats),
         "metrics": _jsonable(solution.metrics),
     }

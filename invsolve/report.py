@@ -19,10 +19,6 @@ def _fmt(v) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-def _scalars(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if isinstance(v, (int, float, bool)) and not isinstance(v, str)}
-
-
 def _setting(exp, quick: bool, paper: dict | None) -> list[str]:
     lines = []
     if paper and "setting" in paper:
@@ -39,24 +35,31 @@ def write_report(path, exps, records: dict, *, quick: bool) -> None:
     as pending); ``records`` maps a name to the ``metrics.json`` record or ``{"error": ...}``."""
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     out = [f"# invsolve reproduction report ({'quick' if quick else 'full'} settings)", "",
-           f"Written {now} by `invsolve reproduce{' --quick' if quick else ''}`. Each section: the paper's "
-           "reported number or the issue's pass criterion, ours, how the setting differs, wall time, device "
-           "and the figure (truth / estimate / error).", "",
-           "| experiment | result | headline metrics | wall time | device |", "|---|---|---|---|---|"]
+           f"Written {now} by `invsolve reproduce{' --quick' if quick else ''}`. Each section: the verdict "
+           "(PASS or MISS per pass criterion, declared in the experiment's code with its source), the paper's "
+           "reported numbers, ours, how the setting differs, wall time, device and the figure.", "",
+           "| experiment | verdict | criteria met | solver | headline metrics | wall time | device |",
+           "|---|---|---|---|---|---|---|"]
     for exp in exps:
         rec = records.get(exp.name)
+        link = f"[{exp.name}](#{exp.name})"
         if rec is None:
-            out.append(f"| [{exp.name}](#{exp.name}) | pending | | | |")
+            out.append(f"| {link} | pending | | | | | |")
             continue
         if "error" in rec:
-            out.append(f"| [{exp.name}](#{exp.name}) | **failed** | {rec['error'][:120]} | | |")
+            out.append(f"| {link} | **failed** | | | {rec['error'][:120]} | | |")
             continue
-        head = list(_scalars(rec["metrics"]).items())[:3]
+        v = rec.get("verdict") or {"pass": False, "criteria": []}
+        names = list(dict.fromkeys(c["metric"] for c in v["criteria"]))[:3]
+        head = [(k, c["value"]) for k in names for c in v["criteria"] if c["metric"] == k][:3]
+        head = list(dict(head).items())
         dev = rec.get("device", {})
         res = rec["result"]
-        res = res if isinstance(res, str) else f"{sum(r == 'RESULTS.successful' or r == 0 for r in res)}/{len(res)} ok"
-        out.append(f"| [{exp.name}](#{exp.name}) | {res} | {', '.join(f'{k} {_fmt(v)}' for k, v in head)} | "
-                   f"{rec['wall_time_s']:.1f} s | {dev.get('platform', '?')} x{dev.get('count', '?')} |")
+        res = res if isinstance(res, str) else f"{sum(r == 'successful' for r in res)}/{len(res)} successful"
+        met = f"{sum(c['pass'] for c in v['criteria'])}/{len(v['criteria'])}"
+        out.append(f"| {link} | {'PASS' if v['pass'] else '**MISS**'} | {met} | {res} | "
+                   f"{', '.join(f'{k} {_fmt(x)}' for k, x in head)} | {rec['wall_time_s']:.1f} s | "
+                   f"{dev.get('platform', '?')} x{dev.get('count', '?')} |")
     for exp in exps:
         rec = records.get(exp.name)
         if rec is None:
@@ -65,8 +68,14 @@ def write_report(path, exps, records: dict, *, quick: bool) -> None:
         if "error" in rec:
             out += [f"Failed: `{rec['error']}`"]
             continue
+        v = rec.get("verdict") or {"pass": False, "criteria": []}
+        out += [f"**Verdict: {'PASS' if v['pass'] else 'MISS'}** (solver: {rec['result'] if isinstance(rec['result'], str) else 'per draw, see below'})",
+                "", "| | criterion | value | source |", "|---|---|---|---|"]
+        out += [f"| {'PASS' if c['pass'] else 'MISS'} | `{c['rule']}` | {_fmt(c['value'])} | {c['source']} |"
+                for c in v["criteria"]]
+        out.append("")
         paper = rec.get("paper") or {}
-        out.append("**Paper / target**")
+        out.append("**Paper**")
         out += [f"- {k}: {_fmt(v)}" for k, v in paper.items() if k != "setting"] or ["- (no published number)"]
         out += ["", "**Ours**"]
         out += [f"- {k}: {_fmt(v)}" for k, v in rec["metrics"].items()]

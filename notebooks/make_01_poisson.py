@@ -20,7 +20,8 @@ This notebook walks through `invsolve.problems.poisson`:
 3. an inverse problem that is *linear* in the unknown: recover the source $f$ from a few noisy values of $u$;
 4. an inverse problem that is *nonlinear* in the unknown: recover the coefficient $\kappa$.
 
-Grids are kept small so that the whole notebook runs in about a minute on a laptop CPU.
+Grids are kept small so that the whole notebook runs in about a minute on a laptop CPU. The notebook checks its
+own numbers: the `assert` lines hold each result to a bound near its measured value (in the comment).
 """)
 
 code(r"""
@@ -95,6 +96,7 @@ print(f"{A_sp.shape[0]} unknowns, {A_sp.nnz} nonzeros, symmetric: {abs(A_sp - A_
 
 u_ref = spla.spsolve(A_sp.tocsc(), np.asarray(f).ravel()).reshape(n, n)   # sparse direct solve
 print("max |A.mv(u) - f| =", float(jnp.abs(A.mv(u_ref) - f).max()))         # matrix-free == assembled
+assert float(jnp.abs(A.mv(u_ref) - f).max()) < 1e-9  # measured 1.1e-11 (|f| up to 100): equal to rounding
 """)
 
 md(r"""
@@ -149,6 +151,10 @@ for name, sol in sols.items():
     err = np.linalg.norm(np.asarray(sol.value) - u_ref) / np.linalg.norm(u_ref)
     print(f"{name:<17}{sol.stats['num_steps']:>11}{sol.stats['wall_time_s']:>10.2f}"
           f"{sol.stats['compile_time_s']:>22.2f}{err:>17.1e}")
+    assert err < 2e-9  # measured 1.5e-9 (CG), 8.2e-10 (Jacobi), 5.6e-11 (multigrid); 1.3x margin
+
+its = {name: sol.stats["num_steps"] for name, sol in sols.items()}
+assert its["CG"] < 850 and its["PCG (Jacobi)"] < 300 and its["PCG (multigrid)"] < 18  # measured 710, 249, 14; 1.2x
 
 fig, ax = plt.subplots(figsize=(6, 4))
 for name, sol in sols.items():
@@ -208,6 +214,10 @@ for name, sol in map_sols.items():
     chi2 = 2 * float(prob.neg_log_likelihood(sol.value)) / prob.y_obs.size
     print(f"{name:>7}: rel. L2 error {float(sol.metrics['rel_l2']):.3f}, misfit/n_data {chi2:5.2f}, "
           f"{sol.stats['num_steps']} steps in {sol.stats['wall_time_s']:.1f} s")
+
+rel = {name: float(sol.metrics["rel_l2"]) for name, sol in map_sols.items()}
+assert rel["L-BFGS"] < 0.15 and rel["adam"] < 0.6  # measured 0.113, 0.443; 1.3x margin
+assert map_sols["L-BFGS"].history["loss"][-1] < map_sols["adam"].history["loss"][-1] / 10  # measured 132 vs 2706
 """)
 
 code(r"""
@@ -277,6 +287,8 @@ for ax, a in zip(axes[1:], [1.0, best]):
          vmin=vmin, vmax=vmax)
 plt.tight_layout()
 print(f"chosen alpha = {best:g}, relative L2 error of kappa = {float(csols[best].metrics['rel_l2']):.3f}")
+assert best == 100 and csols[best].metrics["rel_l2"] < 0.04  # measured 0.029; 1.4x margin
+assert csols[1.0].metrics["rel_l2"] > 4 * csols[best].metrics["rel_l2"]  # measured 0.200: alpha = 1 fits the noise
 """)
 
 md(r"""

@@ -25,7 +25,8 @@ one-step chemistry.
 
 The PINN budgets are cut (float32, 4000 or 6000 Adam steps instead of 30 000 in float64) so that the whole
 notebook runs in about a minute or two on a laptop CPU. `invsolve run flame-forward` and
-`invsolve run flame-inverse` run the paper-scale settings (add `--quick` for the budgets used here).
+`invsolve run flame-inverse` run the paper-scale settings (add `--quick` for the budgets used here). The notebook
+checks its own numbers: the `assert` lines hold each result to a bound near its measured value (in the comment).
 """)
 
 code(r"""
@@ -82,6 +83,7 @@ case = flame.FreelyPropagating(phi=0.42)  # p = 1 atm, T_in = 298 K and the pape
 ref = flame.solve_reference(case)
 print(f"T_in = {float(case.T_in):.0f} K, T_max = {float(case.T_max):.1f} K, rho_in = {float(case.rho_in):.4f} kg/m^3")
 print(f"s_L = {float(ref.s_L):.8f} m/s on {ref.x.shape[0]} points (Newton steps per grid: {ref.newton_steps})")
+assert abs(float(ref.s_L) - 0.2927861) < 3e-7  # measured 0.29278610 m/s; bound 1e-6 relative
 
 fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
 x_mm = np.asarray(ref.x) * MM
@@ -116,6 +118,10 @@ print(f"Richardson: {s_rich:.9f} m/s (finest grid {grids[-1] - s_rich:+.1e} from
 
 s_paper = flame.PAPER_SPEEDS[(1.0, 0.42, 298.0)]
 print(f"paper repository (first-order shooting): {s_paper:.5f} m/s, {s_paper / float(ref.s_L) - 1:+.1e} relative")
+
+ratios = np.diff(grids)[:-1] / np.diff(grids)[1:]
+assert np.all(np.abs(ratios - 4) < 0.02)  # measured 4.0018, 4.0009, 4.0006: second order
+assert abs(grids[-1] / s_rich - 1) < 5e-8  # measured 2.6e-8; 1.9x margin
 """)
 
 md(r"""
@@ -146,6 +152,11 @@ h = 1e-3
 sp = flame.solve_reference(case.replace(phi=case.phi + h), rtol=1e-4).s_L
 sm = flame.solve_reference(case.replace(phi=case.phi - h), rtol=1e-4).s_L
 print(f"\nd s_L / d phi: jax.grad {float(grad.phi):.6f}, central difference {float(sp - sm) / (2 * h):.6f}")
+
+elasticity = {name: float(getattr(grad, name)) * float(getattr(case, name)) / s0 for name in ["lam", "A", "p", "W"]}
+assert max(abs(elasticity[k] - 0.5) for k in ["lam", "A"]) < 0.005  # measured 0.499, 0.501: about 1/2
+assert max(abs(elasticity[k] + 0.2) for k in ["p", "W"]) < 0.005  # measured -0.198, -0.198: about -0.2
+assert abs(float(grad.phi) - float(sp - sm) / (2 * h)) < 3e-6  # measured 1.4e-6 (1e-6 relative); 2x margin
 """)
 
 md(r"""
@@ -196,6 +207,10 @@ for s_init, sol in fwd.items():
     m = {k: float(v) for k, v in sol.metrics.items()}
     print(f"{s_init:>9}{m['sL']:>12.6f}{m['sL_ref']:>12.6f}{m['sL_rel_err']:>+13.2e}{m['T_rel_l2']:>11.2e}"
           f"{sol.stats['wall_time_s']:>10.1f}")
+
+m = {s_init: {k: abs(float(v)) for k, v in sol.metrics.items()} for s_init, sol in fwd.items()}
+assert m[0.4]["sL_rel_err"] < 3e-3 and m[0.1]["sL_rel_err"] < 5e-4  # measured 1.1e-3, 1.6e-4; 3x margin (training)
+assert m[0.4]["T_rel_l2"] < 0.025 and m[0.1]["T_rel_l2"] < 0.08  # measured 0.0095, 0.031; 2.5x margin
 """)
 
 code(r"""
@@ -263,6 +278,10 @@ for name, t in truth.items():
     est = float(inv_sol.value[name])
     print(f"{name:>8}{init:>12.5g}{est:>12.5g}{t:>12.5g}{float(inv_sol.metrics['rel_err_' + name]):>+10.2e}")
 print(f"T rel L2 {float(inv_sol.metrics['T_rel_l2']):.2e}, wall time {inv_sol.stats['wall_time_s']:.1f} s")
+
+e = {name: abs(float(v)) for name, v in inv_sol.metrics.items()}
+# measured 0.0069 (s_L), 0.061 (lambda), 0.013 (E_a), 0.0074 (T); 2.5-3x margins (training on noisy data)
+assert e["rel_err_s_L"] < 0.02 and e["rel_err_lambda"] < 0.15 and e["rel_err_Ea"] < 0.04 and e["T_rel_l2"] < 0.02
 """)
 
 code(r"""
@@ -327,6 +346,7 @@ for (s_init, sol), color in zip(fwd.items(), ["C0", "C1"]):
     print(f"{s_init:>9}{np.abs(err).max():>14.1f}{deltas[best] * 1e6:>12.2f}{np.abs(rest).max():>20.1f}"
           f"{k_pre * deltas[best]:>11.3f}{T_pinn[0] - float(case.T_in):>15.2f}"
           f"{slope0 / float(case.grad_T_in) - 1:>+14.3f}")
+    assert np.abs(rest).max() < 8  # measured 2.9 and 2.4 K (of 134 and 435 K before the shift); 2.8x margin
     axes[0].plot(x_eval * MM, err, color, label=f"$s_L$ init {s_init}")
     axes[1].plot(x_eval * MM, rest, color, label=f"$s_L$ init {s_init}, shift {deltas[best] * 1e6:.1f} $\\mu$m")
 

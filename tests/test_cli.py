@@ -53,7 +53,11 @@ def test_flame_inverse_run_honours_set_and_writes_the_results_contract(tmp_path)
     m = record["metrics"]
     for key in ("sL_rel_err", "rel_err_s_L", "rel_err_lambda", "rel_err_Ea", "mean_rel_err_Ea", "T_rel_l2"):
         assert np.isfinite(m[key]), key
-    assert record["paper"]["port_one_seed_2pct_noise"]["rel_err_s_L"] == -5.5e-3
+    # the verdict judges the metrics written beside it
+    for c in record["verdict"]["criteria"]:
+        v, t = c["value"], c["threshold"]
+        ok = {"<=": v <= t, "<": v < t, ">=": v >= t, ">": v > t, "|<=": abs(v) <= t}[c["op"]]
+        assert v == m[c["metric"]] and c["pass"] == ok, c
     with np.load(out / "solution.npz") as z:
         assert z["history/loss"].shape == (50,)
 
@@ -79,26 +83,6 @@ def test_tumor_runs_write_the_results_contract(tmp_path):
         assert np.isfinite(m[key]), key
     assert m["dice_edema"] > 0.7 and m["refined_dice_edema"] > 0.9, m
     assert (out / "fields.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_run_leaves_the_callers_x64_setting(tmp_path):
-    import jax
-
-    before = jax.config.jax_enable_x64
-    assert cli.main(["run", "tumor-gradient", "--quick", "--out", os.fspath(tmp_path), "--set", "max_steps=2"]) == 0
-    assert jax.config.jax_enable_x64 == before
-
-
-@pytest.mark.slow  # 21 s on a quiet 2-core machine, cold cache
-def test_dcdm_run_writes_the_results_contract(tmp_path):
-    assert cli.main(["run", "dcdm-poisson", "--quick", "--out", os.fspath(tmp_path)]) == 0
-    m = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
-    assert set(m["sizes"]) == {"64x64", "128x128"}
-    for size, row in m["sizes"].items():
-        assert row["true_residual_dcdm"] <= 1e-4 and row["result_dcdm"] == "successful", (size, row)
-        assert 4 * row["iters_dcdm"] <= row["iters_cg"], (size, row)
-        assert row["iters_pcg_mg"] < row["iters_cg"]
-    assert m["iters_dcdm"] == m["sizes"]["128x128"]["iters_dcdm"]
 
 
 def test_train_rejects_an_unknown_model(capsys):
@@ -144,25 +128,27 @@ def test_train_a_score_recipe_writes_a_prior_that_loads(tmp_path):
     assert dict(prior.info)["recipe"] == "ellipses-64" and dict(prior.info)["steps"] == 2
 
 
-@pytest.mark.slow  # 22 s on a quiet 2-core machine, cold cache
 def test_reproduce_writes_a_report_keeps_finished_runs_and_records_failures(tmp_path, capsys, monkeypatch):
     from invsolve import experiments
 
     out = os.fspath(tmp_path)
-    assert cli.main(["reproduce", "--quick", "--only", "ct-limited-angle", "--out", out]) == 0
+    assert cli.main(["reproduce", "--quick", "--only", "poisson-kappa", "--out", out]) == 0
     report = (tmp_path / "REPORT.md").read_text()
-    assert "| [ct-limited-angle](#ct-limited-angle) | successful | rel_l2" in report
+    assert "| [poisson-kappa](#poisson-kappa) | PASS | 1/1 | successful | rel_l2 0.0233 |" in report
+    assert "**Verdict: PASS** (solver: successful)" in report
+    assert "| PASS | `rel_l2 <= 0.05` | 0.0233 | ours: " in report
     assert "quick run: " in report and "wall time" in report and "device cpu" in report
-    assert "![ct-limited-angle](ct-limited-angle/fields.png)" in report
-    assert (tmp_path / "ct-limited-angle" / "fields.png").stat().st_size > 1000
+    assert "![poisson-kappa](poisson-kappa/fields.png)" in report
+    assert (tmp_path / "poisson-kappa" / "fields.png").stat().st_size > 1000
 
-    ok = experiments.get("ct-limited-angle")
-    broken = experiments.Experiment("broken", "always fails", lambda cfg, seed: 1 / 0, ok.quick, ok.full)
+    ok = experiments.get("poisson-kappa")
+    broken = experiments.Experiment("broken", "always fails", lambda cfg, seed: 1 / 0, ok.quick, ok.full,
+                                    criteria=ok.criteria)
     monkeypatch.setitem(experiments.REGISTRY, "broken", broken)
     capsys.readouterr()
-    assert cli.main(["reproduce", "--quick", "--only", "ct-limited-angle", "broken", "--out", out]) == 1
+    assert cli.main(["reproduce", "--quick", "--only", "poisson-kappa", "broken", "--out", out]) == 1
     err = capsys.readouterr().err
-    assert "kept ct-limited-angle" in err and "failed: broken" in err  # the finished run is not redone
+    assert "kept poisson-kappa" in err and "failed: broken" in err  # the finished run is not redone
     report = (tmp_path / "REPORT.md").read_text()
-    assert "| [broken](#broken) | **failed** | ZeroDivisionError" in report
+    assert "| [broken](#broken) | **failed** | | | ZeroDivisionError" in report
     assert cli.main(["reproduce", "--only", "nosuch"]) == 2

@@ -94,7 +94,7 @@ def test_reddiff_reaches_the_posterior_mean_region(testbed):
     err = float(jnp.linalg.norm(sol.value - ref.mean(0)))
     init = float(jnp.linalg.norm(jnp.linalg.pinv(prob.A.matrix) @ prob.y_obs - ref.mean(0)))
     assert sol.samples.shape == (8, D) and err < 0.3 * init and err < 0.25, (err, init)
-    assert isinstance(sol.result, type(inv.RESULTS.successful)) and sol.stats["num_steps"] == 100
+    assert sol.result == inv.RESULTS.successful and sol.stats["num_steps"] == 100
 
 
 # --- learned scores -----------------------------------------------------------------------

@@ -1,6 +1,5 @@
 """CG / PCG (Jacobi, multigrid) against scipy on the same systems."""
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,7 +38,7 @@ def test_matches_spsolve(name, shape, obstacles):
     sol = inv.solve(poisson.linear_system(A, b), SOLVERS[name])
     ref = spla.spsolve(A.to_scipy().tocsc(), np.asarray(b).ravel()).reshape(shape)
     assert sol.result == inv.RESULTS.successful
-    assert np.linalg.norm(sol.value - ref) / np.linalg.norm(ref) < 1e-8
+    assert np.linalg.norm(sol.value - ref) / np.linalg.norm(ref) < 4e-11  # measured 2.3e-12 .. 1.6e-11
     h = sol.history["residual"]
     assert h.shape == (sol.stats["num_steps"],) and h[-1] <= 1e-11
 
@@ -48,7 +47,7 @@ def test_multigrid_needs_few_iterations_and_is_symmetric():
     A, b = _system((64, 64), bc=("dirichlet", "neumann", "dirichlet", "neumann"))
     mg = inv.solve(poisson.linear_system(A, b), SOLVERS["pcg-multigrid"])
     cg = inv.solve(poisson.linear_system(A, b), SOLVERS["cg"])
-    assert mg.stats["num_steps"] <= 20 < cg.stats["num_steps"] / 5
+    assert mg.stats["num_steps"] <= 20 < cg.stats["num_steps"] / 5  # measured 14 and 441
     # the V-cycle is a symmetric positive definite operator (required by PCG)
     M = inv.solvers.Multigrid().build(poisson.operator((16, 16), kappa=np.exp(np.random.default_rng(3).normal(size=(16, 16)))))
     x, y = jax.random.normal(jax.random.key(0), (2, 16, 16))
@@ -70,7 +69,7 @@ def test_neumann_consistent_system():
     A, b = _system((24, 24), bc="neumann")
     b = b - b.mean()
     sol = inv.solve(poisson.linear_system(A, b), inv.solvers.PCG(inv.solvers.Multigrid(), rtol=1e-10))
-    assert np.linalg.norm(A.mv(sol.value) - b) <= 1e-9 * np.linalg.norm(b)
+    assert np.linalg.norm(A.mv(sol.value) - b) <= 8e-11 * np.linalg.norm(b)  # measured 3.5e-11
 
 
 def test_device_loop_matches_host_loop_and_vmaps():

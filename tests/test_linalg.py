@@ -26,20 +26,21 @@ def test_grad_wrt_coefficient_matches_finite_differences():
     z = 0.3 * jax.random.normal(jax.random.key(0), SHAPE)
     b = jax.random.normal(jax.random.key(1), SHAPE)
     tight = inv.solvers.CG(rtol=1e-13)
-    check_grad(lambda z: _loss_kappa(z, b, tight), z, jax.random.key(2), rtol=1e-6)
+    check_grad(lambda z: _loss_kappa(z, b, tight), z, jax.random.key(2), rtol=1.5e-8)  # measured 4.9e-9
     g_ref = jax.grad(_loss_kappa)(z, b, tight)
     for solver in (None, inv.solvers.PCG(inv.solvers.Multigrid(), rtol=1e-10)):
-        np.testing.assert_allclose(jax.grad(_loss_kappa)(z, b, solver), g_ref, rtol=1e-7, atol=1e-12)
+        # measured 2.4e-8 (default) and 2.8e-9 (multigrid), element-wise
+        np.testing.assert_allclose(jax.grad(_loss_kappa)(z, b, solver), g_ref, rtol=5e-8, atol=1e-12)
 
 
 def test_grad_wrt_rhs_and_solution_accuracy():
     z = 0.3 * jax.random.normal(jax.random.key(0), SHAPE)
     b = jax.random.normal(jax.random.key(1), SHAPE)
-    check_grad(lambda b: _loss_kappa(z, b), b, jax.random.key(3), rtol=1e-6)
+    check_grad(lambda b: _loss_kappa(z, b), b, jax.random.key(3), rtol=1e-6)  # measured 4.7e-7
     A = poisson.operator(SHAPE, kappa=jnp.exp(z))
     x = inv.linalg.linear_solve(A, b)
     ref = np.linalg.solve(np.asarray(A.as_matrix()), np.asarray(b).ravel()).reshape(SHAPE)
-    np.testing.assert_allclose(x, ref, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(x, ref, rtol=0, atol=1.5e-12)  # measured max |x - ref| 6.6e-13, |ref| <= 0.01
 
 
 def test_memory_does_not_grow_with_iterations():
@@ -59,7 +60,8 @@ def test_memory_does_not_grow_with_iterations():
     assert steps > 100
     tight, loose = temp_bytes(1e-12), temp_bytes(1e-3)
     assert tight == loose
-    assert tight < 60 * n_bytes, (tight, n_bytes)  # storing the iterates would need > steps * n_bytes
+    # measured 16.3 n_bytes; storing the iterates would need > steps * n_bytes
+    assert tight < 24 * n_bytes, (tight / n_bytes, n_bytes)
 
 
 def _loss_kappa_shape(z, b, shape, solver):

@@ -33,7 +33,7 @@ def test_cgls_matches_lstsq_and_ridge():
     M, y = _random_ls()
     sol = inv.solve(_problem(M, y), inv.solvers.CGLS(rtol=1e-12))
     assert sol.result == inv.RESULTS.successful
-    assert _rel(sol.value, np.linalg.lstsq(M, y, rcond=None)[0]) < 1e-8
+    assert _rel(sol.value, np.linalg.lstsq(M, y, rcond=None)[0]) < 1.5e-13  # measured 6.0e-14
     h = sol.history
     assert h["residual"].shape == h["misfit"].shape == (sol.stats["num_steps"],) and h["residual"][-1] <= 1e-12
     np.testing.assert_allclose(h["misfit"][-1], np.linalg.norm(M @ sol.value - y) / np.linalg.norm(y), rtol=1e-10)
@@ -41,7 +41,7 @@ def test_cgls_matches_lstsq_and_ridge():
     damp = 3.0
     sol = inv.solve(_problem(M, y), inv.solvers.CGLS(rtol=1e-12, damp=damp))
     ridge = np.linalg.solve(M.T @ M + damp**2 * np.eye(M.shape[1]), M.T @ y)
-    assert _rel(sol.value, ridge) < 1e-8
+    assert _rel(sol.value, ridge) < 4e-12  # measured 1.8e-12
 
 
 def test_cgls_noise_weighting_and_operator_shapes():
@@ -54,10 +54,10 @@ def test_cgls_noise_weighting_and_operator_shapes():
     sol = inv.solve(pb, inv.solvers.CGLS(rtol=1e-12, damp=0.5))
     Mw, yw = M / sigma[:, None], y / sigma
     ref = np.linalg.solve(Mw.T @ Mw + 0.25 * np.eye(30), Mw.T @ yw)
-    assert sol.value.shape == (6, 5) and _rel(sol.value, ref.reshape(6, 5)) < 1e-8
+    assert sol.value.shape == (6, 5) and _rel(sol.value, ref.reshape(6, 5)) < 7e-13  # measured 2.9e-13
     # a scalar sigma does not change the undamped least-squares solution
     sol = inv.solve(_problem(M, y, 0.1), inv.solvers.CGLS(rtol=1e-12))
-    assert _rel(sol.value, np.linalg.lstsq(M, y, rcond=None)[0]) < 1e-8
+    assert _rel(sol.value, np.linalg.lstsq(M, y, rcond=None)[0]) < 5e-13  # measured 1.9e-13
 
 
 def test_cgls_few_iterations_when_well_conditioned():
@@ -69,12 +69,12 @@ def test_cgls_few_iterations_when_well_conditioned():
     # singular values in [1, 2]: CG bound ((2 - 1) / (2 + 1))^k -> k ~ 22 for 1e-10
     M = U @ np.diag(np.linspace(1.0, 2.0, n)) @ V.T
     sol = inv.solve(_problem(M, y), inv.solvers.CGLS(rtol=1e-10))
-    assert sol.stats["num_steps"] <= 25 < n
-    assert _rel(sol.value, np.linalg.lstsq(M, y, rcond=None)[0]) < 1e-8
+    assert sol.stats["num_steps"] <= 25 < n  # measured 21
+    assert _rel(sol.value, np.linalg.lstsq(M, y, rcond=None)[0]) < 1.5e-10  # measured 6.3e-11
     # four distinct singular values: exact in four steps (up to rounding)
     M = U @ np.diag(np.repeat([1.0, 2.0, 5.0, 10.0], n // 4 + 1)[:n]) @ V.T
     sol = inv.solve(_problem(M, y), inv.solvers.CGLS(rtol=1e-10))
-    assert sol.stats["num_steps"] <= 5
+    assert sol.stats["num_steps"] <= 5  # measured 4
 
 
 def test_cgls_early_stopping_and_max_steps():
@@ -94,12 +94,12 @@ def test_cgls_jit_vmap_and_float32():
     ys = jnp.stack([jnp.asarray(y), 3.0 * jnp.asarray(y) + 1.0])
     xs = jax.jit(jax.vmap(lambda y: inv.solve(pb.with_observations(y), inv.solvers.CGLS(rtol=1e-12)).value))(ys)
     for x, yy in zip(xs, ys):
-        assert _rel(x, np.linalg.lstsq(M, np.asarray(yy), rcond=None)[0]) < 1e-8
+        assert _rel(x, np.linalg.lstsq(M, np.asarray(yy), rcond=None)[0]) < 5e-13  # measured 7.6e-14, 1.9e-13
     pb32 = _problem(M.astype(np.float32), y.astype(np.float32), np.float32(1.0))
     sol = inv.solve(pb32, inv.solvers.CGLS(rtol=1e-5))
     assert sol.value.dtype == jnp.float32
     assert all(leaf.dtype in (jnp.float32, jnp.bool_) for leaf in jax.tree.leaves(sol.state))
-    assert _rel(sol.value, np.linalg.lstsq(M, y, rcond=None)[0]) < 1e-4
+    assert _rel(sol.value, np.linalg.lstsq(M, y, rcond=None)[0]) < 3e-5  # measured 1.25e-5
 
 
 # --------------------------------------------------------------------------------------
@@ -109,8 +109,8 @@ def test_landweber_converges_to_lstsq_and_step_size():
     M, y = _random_ls(60, 20, seed=3)
     sol = inv.solve(_problem(M, y), inv.solvers.Landweber(max_steps=500))
     smax = np.linalg.svd(M, compute_uv=False)[0]
-    assert abs(float(sol.state.step_size) * smax**2 - 1) < 0.01
-    assert _rel(sol.value, np.linalg.lstsq(M, y, rcond=None)[0]) < 1e-6
+    assert abs(float(sol.state.step_size) * smax**2 - 1) < 1.5e-9  # measured 6.2e-10
+    assert _rel(sol.value, np.linalg.lstsq(M, y, rcond=None)[0]) < 5e-15  # measured 1.0e-15
     misfit = sol.history["misfit"]
     assert misfit.shape == (500,) and np.all(np.diff(misfit) <= 1e-12)  # monotone for omega <= 1/||A||^2
     # a given step, passed as step= or step_size=
@@ -125,7 +125,7 @@ def test_landweber_nonneg_matches_nnls():
     ref, _ = scipy.optimize.nnls(M, y)
     assert np.sum(ref == 0) >= 3  # the constraint is active
     sol = inv.solve(_problem(M, y), inv.solvers.Landweber(max_steps=1000, nonneg=True))
-    assert np.all(sol.value >= 0) and _rel(sol.value, ref) < 1e-6
+    assert np.all(sol.value >= 0) and _rel(sol.value, ref) < 5e-15  # measured 6.6e-16
 
 
 # --------------------------------------------------------------------------------------
@@ -198,29 +198,29 @@ def test_chambolle_pock_tv_matches_newton_reference():
     x = np.asarray(sol.value).ravel()
     Ds = _difference_matrices((12, 12))
     F = 0.5 * np.sum((M @ x - y) ** 2) + lam * np.sum(np.sqrt(sum((D @ x) ** 2 for D in Ds)))
-    assert abs(F - Fr) <= 1e-6 * Fr, (F, Fr)
+    assert abs(F - Fr) <= 5e-9 * Fr, (F, Fr)  # measured 2.2e-9
     np.testing.assert_allclose(sol.history["primal"][-1], F, rtol=1e-12)
-    assert np.max(np.abs(x - xr)) < 1e-5
+    assert np.max(np.abs(x - xr)) < 6e-7  # measured 2.6e-7
     assert xr.min() < -1e-3  # the unconstrained minimiser is not >= 0 here
-    assert sol.metrics["rel_l2"] < 0.15  # and it is a good reconstruction
+    assert sol.metrics["rel_l2"] < 0.15  # and it is a good reconstruction (measured 0.091)
     # first-order optimality with CP's dual q: M^T(Mx - y) + D^T q = 0, |q_i| <= lam,
     # <q, Dx> = lam TV(x); CP's dual is for the scaled block s*grad, so the TV dual is s*q
     q = float(sol.state.scale) * np.asarray(sol.state.q).reshape(2, -1)
     stationarity = M.T @ (M @ x - y) + sum(D.T @ qa for D, qa in zip(Ds, q))
-    assert np.linalg.norm(stationarity) < 1e-6 * np.linalg.norm(M.T @ y)
+    assert np.linalg.norm(stationarity) < 6e-10 * np.linalg.norm(M.T @ y)  # measured 2.5e-10
     assert np.max(np.sqrt(np.sum(q**2, axis=0))) <= lam * (1 + 1e-12)
     tv = np.sum(np.sqrt(sum((D @ x) ** 2 for D in Ds)))
-    np.testing.assert_allclose(sum(qa @ (D @ x) for D, qa in zip(Ds, q)), lam * tv, rtol=1e-6)
+    np.testing.assert_allclose(sum(qa @ (D @ x) for D, qa in zip(Ds, q)), lam * tv, rtol=7e-9)  # measured 3.1e-9
 
 
 def test_chambolle_pock_least_squares_and_nonneg_limits():
     pb, M, y, _ = _tv_problem()
     sol = inv.solve(pb, inv.solvers.ChambollePock(lam=0.0, max_steps=2000, nonneg=False))
-    assert _rel(sol.value, np.linalg.lstsq(M, y, rcond=None)[0]) < 1e-8
+    assert _rel(sol.value, np.linalg.lstsq(M, y, rcond=None)[0]) < 3e-10  # measured 1.4e-10
     M2, y2 = _random_ls(60, 20, seed=4)
     ref, _ = scipy.optimize.nnls(M2, y2)
     sol = inv.solve(_problem(M2, y2), inv.solvers.ChambollePock(lam=0.0, max_steps=2000))  # nonneg default
-    assert np.all(sol.value >= 0) and _rel(sol.value, ref) < 1e-6
+    assert np.all(sol.value >= 0) and _rel(sol.value, ref) < 5e-15  # measured 1.4e-15
 
 
 def test_chambolle_pock_3d_denoising_large_lam_gives_mean():
@@ -230,8 +230,8 @@ def test_chambolle_pock_3d_denoising_large_lam_gives_mean():
     y = np.random.default_rng(5).normal(size=shape)
     pb = _problem(np.eye(120), y, in_shape=shape, out_shape=shape)
     sol = inv.solve(pb, inv.solvers.ChambollePock(lam=10.0, max_steps=5000, nonneg=False, rtol=1e-10))
-    assert sol.result == inv.RESULTS.successful and sol.stats["num_steps"] < 5000
-    np.testing.assert_allclose(sol.value, np.full(shape, y.mean()), atol=1e-8)
+    assert sol.result == inv.RESULTS.successful and sol.stats["num_steps"] < 2000  # measured 1045
+    np.testing.assert_allclose(sol.value, np.full(shape, y.mean()), atol=3e-9)  # measured 1.5e-9
     assert np.all(np.diff(sol.history["primal"][-50:]) <= 1e-12)
 
 

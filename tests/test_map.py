@@ -2,7 +2,6 @@
 
 import os
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,7 +9,6 @@ import optax
 import pytest
 
 import invsolve as inv
-from invsolve import experiments
 from invsolve.problems import poisson
 from helpers import check_grad, count_compilations
 
@@ -22,31 +20,21 @@ def small():
 
 def test_forward_gradient_matches_finite_differences(small):
     theta = 0.5 * jax.random.normal(jax.random.key(1), small.shape)
-    check_grad(small.neg_log_likelihood, theta, jax.random.key(2), rtol=1e-6, eps=1e-5)
+    check_grad(small.neg_log_likelihood, theta, jax.random.key(2), rtol=1e-10, eps=1e-5)  # measured 2.5e-11
     kp = poisson.coefficient_identification(shape=(16, 16), n_sensors=40, noise=0.01, key=jax.random.key(3))
     z = 0.2 * jax.random.normal(jax.random.key(4), kp.shape)
-    check_grad(kp.neg_log_likelihood, z, jax.random.key(5), rtol=1e-6, eps=1e-5)
+    check_grad(kp.neg_log_likelihood, z, jax.random.key(5), rtol=3e-9, eps=1e-5)  # measured 7.8e-10
 
 
 def test_forward_model_solves_the_pde(small):
     f = small.x_true
     u = small.solve_state(f)
     A = poisson.operator(small.shape, kappa=small.kappa)
-    np.testing.assert_allclose(A.mv(u), f, atol=1e-8 * float(jnp.abs(f).max()))
+    np.testing.assert_allclose(A.mv(u), f, atol=2e-10 * float(jnp.abs(f).max()))  # measured 9.1e-11
     clean = u.ravel()[small.sensors]
     r = (small.y_obs - clean) / small.noise.sigma  # standardised noise draw
-    assert abs(float(jnp.std(r)) - 1) < 0.3 and abs(float(jnp.mean(r))) < 0.4
-
-
-@pytest.mark.slow  # 26 s on a quiet 2-core machine, cold cache
-def test_source_identification_quick_setting_reaches_10_percent():
-    exp = experiments.get("poisson-inverse")
-    out = exp.run(exp.quick, 0)
-    assert exp.quick.noise == 0.01
-    assert out.solution.result == inv.RESULTS.successful
-    assert float(out.solution.metrics["rel_l2"]) < 0.1
-    loss = out.solution.history["loss"]
-    assert loss.shape == (exp.quick.max_steps,) and loss[-1] < 0.01 * loss[0]
+    # measured std 0.84, mean 0.042 (60 draws: standard errors 0.09 and 0.13)
+    assert abs(float(jnp.std(r)) - 1) < 0.3 and abs(float(jnp.mean(r))) < 0.12
 
 
 @pytest.mark.slow  # 14 s on a quiet 2-core machine, cold cache
@@ -58,9 +46,9 @@ def test_vmap_over_noise_draws(small):
     assert np.all(np.asarray(batched.stats["num_steps"]) == 150)
     # each batch member equals the unbatched solve of the same data
     one = inv.solve(small.with_observations(ys[3]), solver)
-    np.testing.assert_allclose(batched.value[3], one.value, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(batched.value[3], one.value, rtol=0, atol=3e-13)  # measured 9.5e-14 (|value| <= 1.2)
     errs = jax.vmap(lambda v: inv.metrics.rel_l2(v, small.x_true))(batched.value)
-    assert float(jnp.max(errs)) < 0.5 and float(jnp.std(errs)) > 0  # different draws, all sensible
+    assert float(jnp.max(errs)) < 0.5 and float(jnp.std(errs)) > 0  # different draws, all sensible (measured max 0.23)
 
 
 def test_fresh_optimizer_does_not_recompile(small):
@@ -85,13 +73,13 @@ def test_lbfgs_converges_to_the_quadratic_minimum(small):
     """Source identification is linear-Gaussian: the MAP solves a linear system exactly."""
     prior = inv.priors.Tikhonov(10.0)
     sol = inv.solve(small, inv.solvers.GradientMAP(optax.lbfgs(), prior=prior, max_steps=300, gtol=1e-9))
-    assert sol.result == inv.RESULTS.successful and sol.stats["num_steps"] < 300
+    assert sol.result == inv.RESULTS.successful and sol.stats["num_steps"] < 300  # measured 98
     # normal equations (G^T G / s^2 + alpha I) f = G^T y / s^2 with G the dense forward map
     n = int(np.prod(small.shape))
     G = jax.vmap(lambda e: small.forward(e.reshape(small.shape)))(jnp.eye(n)).T
     s2 = small.noise.sigma**2
     f = np.linalg.solve(G.T @ G / s2 + 10.0 * np.eye(n), G.T @ small.y_obs / s2)
-    np.testing.assert_allclose(np.asarray(sol.value).ravel(), f, rtol=1e-6, atol=1e-6 * np.abs(f).max())
+    np.testing.assert_allclose(np.asarray(sol.value).ravel(), f, rtol=0, atol=6e-7 * np.abs(f).max())  # measured 2.6e-7
 
 
 def test_checkpoint_resume_after_kill_gives_the_same_answer(small, tmp_path):
@@ -117,4 +105,4 @@ def test_coefficient_identification_recovers_kappa():
     start = float(inv.metrics.rel_l2(prob.constrain(prob.init_params()), prob.x_true))
     sol = inv.solve(prob, inv.solvers.GradientMAP(optax.lbfgs(), prior=inv.priors.Tikhonov(100.0, order=2), max_steps=60))
     assert np.all(np.asarray(sol.value) > 0)
-    assert float(sol.metrics["rel_l2"]) < 0.25 * start  # measured 0.017 vs 0.244
+    assert float(sol.metrics["rel_l2"]) < 0.16 * start  # measured 0.017 vs start 0.244 (0.071 start); 2.3x margin

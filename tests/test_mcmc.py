@@ -31,23 +31,24 @@ def test_nuts_matches_the_analytic_gaussian_posterior(gaussian):
                     key=jax.random.key(3))
     assert sol.samples.shape == (2000, D) and sol.result == inv.RESULTS.successful
     ess = inv.metrics.effective_sample_size(sol.samples)
-    assert np.all(ess > 500), ess
+    assert np.all(ess > 500), ess  # measured 1504 .. 1608
     # the mean within 4 Monte Carlo standard errors
     z = (sol.value - mean) / jnp.sqrt(jnp.diag(cov) / ess)
-    assert np.all(np.abs(z) < 4), z
+    assert np.all(np.abs(z) < 4), z  # measured |z| <= 1.6
     # the covariance: whitened by the exact one, the sample covariance is I to ~ 1/sqrt(ess)
     L = jnp.linalg.cholesky(cov)
     W = jnp.linalg.solve(L, jnp.linalg.solve(L, jnp.cov(sol.samples.T)).T)
-    np.testing.assert_allclose(W, np.eye(D), atol=0.15)
-    np.testing.assert_allclose(sol.std, jnp.sqrt(jnp.diag(cov)), rtol=0.1)
+    np.testing.assert_allclose(W, np.eye(D), atol=0.15)  # measured 0.051
+    np.testing.assert_allclose(sol.std, jnp.sqrt(jnp.diag(cov)), rtol=0.06)  # measured 0.025; 2.4x margin
     # equal-tailed 90 % intervals against the Gaussian quantiles (+-1.645 sd)
     lo, hi = sol.credible_interval(0.9)
     assert float(inv.metrics.coverage(lo, hi, mean)) == 1.0
     assert float(inv.metrics.coverage(lo, hi, mean.at[0].set(1e3))) == pytest.approx(2 / 3)
     sd = jnp.sqrt(jnp.diag(cov))
-    np.testing.assert_allclose(lo, mean - 1.6449 * sd, atol=0.15 * float(sd.max()))
-    np.testing.assert_allclose(hi, mean + 1.6449 * sd, atol=0.15 * float(sd.max()))
-    assert 0.8 < np.mean(sol.history["acceptance"]) <= 1.0 and np.sum(sol.history["divergent"]) == 0
+    np.testing.assert_allclose(lo, mean - 1.6449 * sd, atol=0.15 * float(sd.max()))  # measured 0.048 sd
+    np.testing.assert_allclose(hi, mean + 1.6449 * sd, atol=0.15 * float(sd.max()))  # measured 0.012 sd
+    assert 0.8 < np.mean(sol.history["acceptance"]) <= 1.0  # measured 0.94
+    assert np.sum(sol.history["divergent"]) == 0
 
 
 @pytest.mark.slow  # 14 s on a quiet 2-core machine, cold cache
@@ -83,8 +84,9 @@ def test_nuts_on_the_tumour_from_a_database_start(tumour):
     assert set(start) == {"D_white", "rho", "origin"}
     sol = inv.solve(tumour, db.refine(nuts), key=jax.random.key(1))
     assert sol.samples["D_white"].shape == (60,) and sol.samples["origin"].shape == (60, 2)
-    assert sol.metrics["rel_err_D"] < 0.25 and sol.metrics["rel_err_rho"] < 0.25, sol.metrics
-    assert sol.metrics["dice_edema"] > 0.9
+    # measured 0.131 and 0.040 (2x and 2.5x margins), Dice 1.0 and 0.989
+    assert sol.metrics["rel_err_D"] < 0.25 and sol.metrics["rel_err_rho"] < 0.1, sol.metrics
+    assert sol.metrics["dice_edema"] > 0.97 and sol.metrics["dice_core"] > 0.97, sol.metrics
     lo, hi = sol.credible_interval(0.9)
     assert np.all(np.asarray(lo["origin"]) < np.asarray(hi["origin"])) and float(lo["D_white"]) < float(hi["D_white"])
     assert np.all(np.isfinite(sol.history["log_density"]))
@@ -119,9 +121,9 @@ def test_flame_kinetics_forward_fits_the_truth_and_its_gradient_matches_finite_d
     prob = flame.kinetics_inverse(case, 10, 0.02, key=jax.random.key(0), n_grid=201, reference=ref)
     truth = {k: jnp.log(prob.x_true[k] / prob.nominal[k]) for k in prob.names}
     nll = jax.jit(lambda th: prob.neg_log_likelihood(th))
-    assert float(nll(truth)) < 25 and float(nll(prob.init_params())) > 1000
+    assert float(nll(truth)) < 25 and float(nll(prob.init_params())) > 2000  # measured 8.8 and 5619
     vec = lambda v: {"lam": v[0], "Ea": v[1]}  # noqa: E731
-    check_grad(lambda v: nll(vec(v)), jnp.array([-0.1, -0.2]), jax.random.key(1), eps=1e-6, rtol=1e-4)
+    check_grad(lambda v: nll(vec(v)), jnp.array([-0.1, -0.2]), jax.random.key(1), eps=1e-6, rtol=1e-5)  # measured 3.0e-6
     assert np.isnan(float(nll(vec(jnp.array([1.0, 1.0])))))
     with pytest.raises(ValueError, match="s_L is an output"):
         flame.kinetics_inverse(case, key=jax.random.key(0), unknown=("s_L",), reference=ref)

@@ -9,7 +9,7 @@ import pytest
 
 from invsolve.problems import phantoms
 
-skimage = pytest.importorskip("skimage")
+pytest.importorskip("skimage")
 import skimage.data  # noqa: E402
 import skimage.transform  # noqa: E402
 

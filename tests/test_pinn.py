@@ -44,7 +44,7 @@ def test_mlp_shapes_and_glorot_init():
     assert sum(x.size for x in jax.tree.leaves(state)) == 8513  # the paper's 1-64-64-64-1
     assert net(jnp.ones((5, 1))).shape == (5, 1)
     w = np.asarray(net.layers[1].kernel[...])
-    assert abs(w.std() / np.sqrt(2 / 128) - 1) < 0.1  # Glorot normal: var = 2 / (fan_in + fan_out)
+    assert abs(w.std() / np.sqrt(2 / 128) - 1) < 0.035  # Glorot normal: var = 2 / (fan_in + fan_out); measured 0.012
     with pytest.raises(ValueError, match="activation must be one of"):
         MLP(1, 1, activation="relu6", rngs=nnx.Rngs(0))
 
@@ -52,15 +52,15 @@ def test_mlp_shapes_and_glorot_init():
 def test_pinn_poisson_hard_bc_matches_the_manufactured_solution():
     prob = poisson.PoissonPINN(hard_bc=True, n_eval=17)
     sol = inv.solve(prob, inv.solvers.PINN(hidden=(32, 32), n_collocation=256, steps=1500), key=jax.random.key(0))
-    assert float(sol.metrics["rel_l2"]) < 5e-3
+    assert float(sol.metrics["rel_l2"]) < 2e-3  # measured 8.1e-4; 2.5x margin
     border = np.asarray(sol.value["u"])[0]  # x = 0: u = 0 exactly with the hard constraint
-    np.testing.assert_allclose(border, 0.0, atol=1e-6)
+    np.testing.assert_allclose(border, 0.0, atol=1e-12)  # measured 0.0
 
 
 def test_pinn_fisher_kpp_matches_the_travelling_wave():
     prob = tumor.FisherKPP1D(n_eval=21)
     sol = inv.solve(prob, inv.solvers.PINN(hidden=(32, 32), n_collocation=512, steps=2000), key=jax.random.key(0))
-    assert float(sol.metrics["rel_l2"]) < 0.03
+    assert float(sol.metrics["rel_l2"]) < 0.02  # measured 8.0e-3; 2.5x margin
 
 
 @pytest.mark.slow  # 13 s on a quiet 2-core machine, cold cache
@@ -68,19 +68,23 @@ def test_pinn_flame_forward_finds_the_flame_speed(ref46):
     prob = flame.forward_problem(flame.FreelyPropagating(phi=0.46), s_L_init=0.4, reference=ref46)
     sol = inv.solve(prob, inv.solvers.PINN(steps=1500, warmup_steps=300), key=jax.random.key(0))
     m = sol.metrics
-    assert abs(float(m["sL_rel_err"])) < 0.02 and float(m["T_rel_l2"]) < 0.05
+    # measured 1.6e-3 and 0.016; 2.5x and 3x margins
+    assert abs(float(m["sL_rel_err"])) < 4e-3 and float(m["T_rel_l2"]) < 0.05
     h = sol.history
     assert h["s_L"][0] == pytest.approx(0.4) and h["loss"].shape == (1800,)
     assert {"residual", "bc_T", "bc_gradT"} <= set(h)
 
 
 @pytest.mark.slow  # 11 s on a quiet 2-core machine, cold cache
-def test_pinn_flame_inverse_moves_all_unknowns_towards_the_truth(ref46):
+def test_pinn_flame_inverse_recovers_all_unknowns(ref46):
+    """From the paper's initial guesses (16 %, 15 % and 24 % off), clean data."""
     prob = flame.inverse(flame.FreelyPropagating(phi=0.46), 10, 0.0, key=jax.random.key(0), reference=ref46)
     sol = inv.solve(prob, inv.solvers.PINN(steps=2000), key=jax.random.key(1))
-    for name, init in (("s_L", 0.4), ("lambda", 0.03), ("Ea", 1.5e5)):
-        before = abs(init / {"s_L": ref46.s_L, "lambda": 0.026, "Ea": 1.214172e5}[name] - 1)
-        assert abs(float(sol.metrics[f"rel_err_{name}"])) < 0.5 * before, name
+    m = sol.metrics
+    # measured 4.1e-4 (s_L), -1.19e-2 (lambda), -7.7e-4 (Ea), T 2.4e-3; 2.5x margins
+    for name, bound in (("s_L", 1e-3), ("lambda", 0.03), ("Ea", 2e-3)):
+        assert abs(float(m[f"rel_err_{name}"])) < bound, (name, m)
+    assert float(m["T_rel_l2"]) < 6e-3, m
 
 
 def test_best_parameters_are_returned_and_lbfgs_refines():

@@ -43,8 +43,8 @@ def test_projectors_match_scikit_image(n, sk256):
         s = T.ParallelBeam(n, np.deg2rad(deg), model=model).mv(jnp.asarray(x))
         assert s.shape == (180, n)
         rel[model] = float(np.linalg.norm(s - ref) / np.linalg.norm(ref))
-    assert rel["rotate"] < 1e-3, rel  # scikit-image's own model (measured 2e-15)
-    assert rel["joseph"] < 0.01, rel  # Joseph's ray-driven model (measured 0.36% / 0.22%)
+    assert rel["rotate"] < 5e-5, rel  # scikit-image's own model (measured 2.6e-5 / 3.8e-6)
+    assert rel["joseph"] < 5e-3, rel  # Joseph's ray-driven model (measured 0.36% / 0.22%)
 
 
 GEOMETRIES = {
@@ -61,7 +61,7 @@ GEOMETRIES = {
 @pytest.mark.parametrize("name", list(GEOMETRIES))
 def test_dot_product_adjoint(name):
     op = GEOMETRIES[name]()
-    assert dot_product_test(op, jax.random.key(3)) < 1e-10
+    assert dot_product_test(op, jax.random.key(3)) < 1e-14  # measured <= 2.2e-15
 
 
 def test_parallel_adjoint_is_the_exact_transpose():
@@ -93,7 +93,7 @@ def test_fan_beam_matches_brute_force_line_integrals(detector):
             vals = map_coordinates(g, [pts[:, 1] + n // 2, pts[:, 0] + n // 2], order=1, cval=0.0)
             ref[v, j] = vals.sum() * np.linalg.norm(P - S) / (ts.size - 1)
     s = op.mv(jnp.asarray(g))
-    assert float(np.linalg.norm(s - ref) / np.linalg.norm(ref)) < 3e-3  # measured 6e-4
+    assert float(np.linalg.norm(s - ref) / np.linalg.norm(ref)) < 3e-3  # measured 1.6e-3
 
 
 def test_fbp_matches_iradon(sk256):
@@ -101,11 +101,11 @@ def test_fbp_matches_iradon(sk256):
     op = T.ParallelBeam(256, np.deg2rad(deg))
     rec = T.fbp(jnp.asarray(ref), op, filter="ramp")
     sk = iradon(ref.T, deg, circle=True, filter_name="ramp")
-    assert _psnr(rec, x) >= _psnr(sk, x) - 0.5  # measured: equal to 0.01 dB
+    assert _psnr(rec, x) >= _psnr(sk, x) - 0.005  # measured 0.002 dB below
     for name in ("shepp-logan", "cosine", "hann", "hamming"):
         mine = np.asarray(T.fbp(jnp.asarray(ref), op, filter=name))
         theirs = iradon(ref.T, deg, circle=True, filter_name=name)
-        assert np.linalg.norm(mine - theirs) / np.linalg.norm(theirs) < 0.01, name
+        assert np.linalg.norm(mine - theirs) / np.linalg.norm(theirs) < 5e-3, name  # measured 2.8e-3
 
 
 def test_fan_beam_fbp_reconstructs():
@@ -123,7 +123,7 @@ def test_gradient_through_projector_and_batching():
     op = T.FanBeam(24, jnp.linspace(0, 2 * np.pi, 16, endpoint=False))
     y = jax.random.normal(jax.random.key(0), op.out_shape)
     x0 = jax.random.uniform(jax.random.key(1), op.in_shape)
-    check_grad(lambda x: jnp.sum(jnp.sin(0.1 * op.mv(x)) * y), x0, jax.random.key(2), rtol=1e-6)
+    check_grad(lambda x: jnp.sum(jnp.sin(0.1 * op.mv(x)) * y), x0, jax.random.key(2), rtol=5e-8)  # measured 1.7e-8
     par = T.ParallelBeam(24, jnp.linspace(0, np.pi, 16, endpoint=False))
     xs = jax.random.uniform(jax.random.key(3), (5, 24, 24))
     batched = jax.jit(jax.vmap(par.mv))(xs)
@@ -138,13 +138,13 @@ def test_problem_builders():
     p = T.sparse_view(x, n_angles=30, noise=0.01, key=jax.random.key(0))
     assert p.y_obs.shape == (30, 32) and p.x_true.shape == (32, 32)
     resid = (p.y_obs - p.A.mv(x)) / p.noise.sigma
-    assert abs(float(jnp.std(resid)) - 1) < 0.1
+    assert abs(float(jnp.std(resid)) - 1) < 0.07  # measured 1.028 (960 values)
     assert float(p.noise.sigma) == pytest.approx(0.01 * float(jnp.sqrt(jnp.mean(p.A.mv(x) ** 2))))
     la = T.limited_angle(x, wedge=90, key=jax.random.key(1))
     assert la.y_obs.shape == (90, 32) and float(la.A.angles.max()) < np.pi / 2
     ld = T.low_dose(x, n_angles=60, photons=1e4, key=jax.random.key(2))
     z = (ld.y_obs - ld.A.mv(x)) / ld.noise.sigma  # Poisson noise, standardised
-    assert abs(float(jnp.std(z)) - 1) < 0.1 and abs(float(jnp.mean(z))) < 0.1
+    assert abs(float(jnp.std(z)) - 1) < 0.025 and abs(float(jnp.mean(z))) < 0.025  # measured 1.007, 0.008 (1920 values)
     fan = T.sparse_view(x, 60, 0.0, key=jax.random.key(0), geometry="fan")
     assert isinstance(fan.A, T.FanBeam)
     vol = T.sparse_view(jnp.stack([x, x.T]), 20, 0.01, key=jax.random.key(0))
@@ -180,16 +180,3 @@ def test_bad_input():
         fan = T.FanBeam(16, ang)
         T.fbp(jnp.ones(fan.out_shape), fan)
 
-
-@pytest.mark.slow  # 28 s on a quiet 2-core machine, cold cache
-@pytest.mark.parametrize("name", ["ct-sparse-view", "ct-limited-angle"])
-def test_ct_experiments_quick(name):
-    """Quick settings: 128², 30 views (sparse) or a 90-degree wedge, 1% noise. TV must beat FBP
-    by at least 5 dB (measured: 37.4 vs 20.1 dB sparse-view, 28.2 vs 15.2 dB limited-angle)."""
-    from invsolve import experiments
-
-    exp = experiments.get(name)
-    m = exp.run(exp.quick, 0).extra_metrics
-    assert {"psnr", "ssim", "psnr_fbp", "ssim_fbp", "psnr_tv"} <= set(m)
-    assert m["psnr_tv"] >= m["psnr_fbp"] + 5.0, m
-    assert m["ssim"] > m["ssim_fbp"] and m["psnr_cgls"] > m["psnr_fbp"], m

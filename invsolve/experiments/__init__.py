@@ -1,13 +1,84 @@
 """Named experiments: ``invsolve list`` / ``invsolve run NAME [--quick]``.
 
 Each experiment is a function ``run(config, seed) -> Outcome`` with two typed, frozen
-configurations: ``quick`` (CPU scale, under a minute on 2 cores) and ``full``.
+configurations: ``quick`` (CPU scale, about a minute on 2 cores) and ``full``, and its pass
+criteria as data (`Criterion`): `verdict` evaluates them on the run's metrics, and the
+command line, ``metrics.json`` and REPORT.md show PASS or MISS for each.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import operator
 from typing import Any, Callable
+
+_OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
+
+
+@dataclasses.dataclass(frozen=True)
+class Criterion:
+    """One pass criterion: ``metric op bound``.
+
+    ``metric`` names a value of the run's metrics (``a.b`` reaches into a nested dict);
+    ``op`` is ``<=``, ``<``, ``>=``, ``>``, or ``|<=`` (the absolute value ``<=``).
+    ``quick`` and ``full`` are the thresholds at each setting (None: not checked there).
+    With ``ref``, the bound is relative to another metric: ``ref + threshold``
+    (``rel="+"``) or ``ref * threshold`` (``rel="*"``). ``source`` says where the
+    threshold comes from: the paper's number (cited) or ours (the measured value and the
+    margin)."""
+
+    metric: str
+    op: str
+    quick: float | None
+    full: float | None
+    source: str
+    ref: str | None = None
+    rel: str = "+"
+
+    def __post_init__(self):
+        if self.op not in (*_OPS, "|<="):
+            raise ValueError(f"Criterion op must be one of <=, <, >=, >, |<=; got {self.op!r}.")
+        if self.rel not in ("+", "*"):
+            raise ValueError(f"Criterion rel must be '+' or '*', got {self.rel!r}.")
+
+    def rule(self, quick: bool) -> str:
+        t = self.quick if quick else self.full
+        lhs = f"|{self.metric}|" if self.op == "|<=" else self.metric
+        op = "<=" if self.op == "|<=" else self.op
+        rhs = f"{t:g}" if self.ref is None else (f"{self.ref} {self.rel} {t:g}" if self.rel == "+"
+                                                  else f"{t:g} x {self.ref}")
+        return f"{lhs} {op} {rhs}"
+
+    def evaluate(self, metrics: dict, quick: bool) -> dict:
+        t = self.quick if quick else self.full
+        value, ref = _lookup(metrics, self.metric), _lookup(metrics, self.ref) if self.ref else None
+        bound = t if self.ref is None else (None if ref is None else (ref + t if self.rel == "+" else ref * t))
+        ok = value is not None and bound is not None and math.isfinite(value) and (
+            abs(value) <= bound if self.op == "|<=" else _OPS[self.op](value, bound))
+        rule = self.rule(quick) + (f" (= {bound:.4g})" if self.ref is not None and bound is not None else "")
+        return {"metric": self.metric, "value": value, "op": self.op, "threshold": bound, "rule": rule,
+                "pass": bool(ok), "source": self.source}
+
+
+def _lookup(metrics: dict, name: str):
+    """A metric by (dotted) name as a float; None when missing or not a number."""
+    v: Any = metrics
+    for part in name.split("."):
+        if not isinstance(v, dict) or part not in v:
+            return None
+        v = v[part]
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def verdict(exp: "Experiment", metrics: dict, quick: bool) -> dict:
+    """``{"pass": bool, "criteria": [{metric, value, op, threshold, rule, pass, source}]}``: the
+    experiment's criteria at the quick or the full setting, evaluated on ``metrics``."""
+    rows = [c.evaluate(metrics, quick) for c in exp.criteria if (c.quick if quick else c.full) is not None]
+    return {"pass": all(r["pass"] for r in rows), "criteria": rows}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +100,12 @@ class Experiment:
     quick: Any
     full: Any
     x64: bool = True
+    criteria: tuple[Criterion, ...] = ()
+
+    def __post_init__(self):
+        for setting in ("quick", "full"):
+            if not any(getattr(c, setting) is not None for c in self.criteria):
+                raise ValueError(f"experiment {self.name!r} declares no pass criterion at its {setting} setting.")
 
 
 REGISTRY: dict[str, Experiment] = {}

@@ -14,7 +14,7 @@ from .. import solvers
 from .._solve import solve
 from ..problems import poisson
 from ..solvers import dcdm
-from . import Experiment, Outcome, register
+from . import Criterion, Experiment, Outcome, register
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +74,8 @@ def run(cfg: DCDMConfig, seed: int) -> Outcome:
         }
     last = per_size[list(per_size)[-1]]  # the largest size (not seen in training)
     extra = {k: last[k] for k in ("iters_dcdm", "iters_cg", "iters_pcg_mg", "true_residual_dcdm")}
+    extra["iters_growth_dcdm"] = last["iters_dcdm"] / per_size[list(per_size)[0]]["iters_dcdm"]
+    extra["iters_growth_cg"] = last["iters_cg"] / per_size[list(per_size)[0]]["iters_cg"]
     extra["sizes"] = per_size
     x_ref = c.value
     mid = (lambda a: np.asarray(a)[a.shape[0] // 2]) if model.ndim == 3 else np.asarray
@@ -83,6 +85,14 @@ def run(cfg: DCDMConfig, seed: int) -> Outcome:
     return Outcome(d, fields, paper=paper, extra_metrics=extra)
 
 
+CRITERIA = (
+    Criterion("true_residual_dcdm", "<=", 1e-4, 1e-4, "the tolerance (rtol 1e-4 on the true residual)"),
+    Criterion("iters_dcdm", "<=", 0.25, 0.25, "ours: at least 4x fewer iterations than CG on the largest "
+              "grid (quick measured 17x)", ref="iters_cg", rel="*"),
+    Criterion("iters_growth_dcdm", "<=", 1.5, 1.5, "the paper's claim (iterations independent of the problem "
+              "size), ours as a number: iterations on the largest grid over the training size (CG: ~1.9)"),
+)
+
 register(Experiment(
     name="dcdm-poisson",
     description="DCDM (learned Krylov directions) vs CG and multigrid-PCG on Poisson systems with unseen "
@@ -90,6 +100,7 @@ register(Experiment(
     run=run,
     quick=DCDMConfig(),
     full=DCDMConfig(model="poisson3d-32", sizes=(32, 64, 96)),
+    criteria=CRITERIA,
 ))
 
 register(Experiment(
@@ -98,4 +109,5 @@ register(Experiment(
     run=run,
     quick=DCDMConfig(model="poisson3d-32", sizes=(32, 64)),
     full=DCDMConfig(model="poisson3d-32", sizes=(64, 128, 256)),
+    criteria=CRITERIA,
 ))

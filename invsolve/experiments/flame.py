@@ -11,7 +11,7 @@ import numpy as np
 from .. import solvers
 from .._solve import solve
 from ..problems import flame
-from . import Experiment, Outcome, register
+from . import Criterion, Experiment, Outcome, register
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,8 +112,7 @@ def run_sweep(cfg: FlameSweepConfig, seed: int) -> Outcome:
     worst_T = max(r["T_rel_l2"] for r in rows)
     prob, sol = first
     extra = {"max_abs_sL_rel_err": worst_s, "max_T_rel_l2": worst_T, "cases": rows}
-    paper = {"pass": "all cases |sL_rel_err| <= 1e-3 and T_rel_l2 <= 5e-3 from both initial guesses",
-             "sL_repository": {f"p{p}_phi{phi:.2f}": flame.PAPER_SPEEDS[(p, phi, 298.0)] for p, phi in cfg.cases}}
+    paper = {"sL_repository": {f"p{p}_phi{phi:.2f}": flame.PAPER_SPEEDS[(p, phi, 298.0)] for p, phi in cfg.cases}}
     return Outcome(sol, _fields(prob, sol), paper=paper, extra_metrics=extra)
 
 
@@ -135,8 +134,7 @@ def run_inverse(cfg: FlameInverseConfig, seed: int) -> Outcome:
     names = [k for k in per_seed[0] if k.startswith("rel_err_")]
     extra = {f"mean_{k}": float(np.mean([m[k] for m in per_seed])) for k in names}
     extra["per_seed"] = per_seed
-    paper = {"port_one_seed_2pct_noise": {"rel_err_s_L": -5.5e-3, "rel_err_lambda": -3.0e-3, "rel_err_Ea": 1.5e-3},
-             "pass": "no noise: each |rel_err| <= 5e-3; 2% noise: each |mean rel_err| over 5 seeds <= 2e-2"}
+    paper = {"port_one_seed_2pct_noise": {"rel_err_s_L": -5.5e-3, "rel_err_lambda": -3.0e-3, "rel_err_Ea": 1.5e-3}}
     return Outcome(sol, _fields(prob, sol), paper=paper, extra_metrics=extra)
 
 
@@ -148,6 +146,11 @@ register(Experiment(
     run=run_forward,
     quick=FlameForwardConfig(**_QUICK),
     full=FlameForwardConfig(),
+    criteria=(
+        Criterion("sL_rel_err", "|<=", 3e-3, 1e-3, "quick, ours: measured 1.1e-3 (float32, 4000 Adam steps), "
+                  "2.7x; full: our target (a port of the paper's code reached -1.9e-4)"),
+        Criterion("T_rel_l2", "<=", 2e-2, 5e-3, "quick, ours: measured 9.5e-3, 2x; full: our target (the port: 8e-4)"),
+    ),
 ))
 
 register(Experiment(
@@ -156,6 +159,11 @@ register(Experiment(
     run=run_sweep,
     quick=FlameSweepConfig(cases=((1.0, 0.40), (1.2, 0.50)), s_L_inits=(0.4,), **_QUICK),
     full=FlameSweepConfig(steps=10_000),
+    criteria=(
+        Criterion("max_abs_sL_rel_err", "<=", 3e-3, 1e-3, "quick, ours: measured 1.3e-3 over 2 cases, 2.3x; full: "
+                  "our target for every case from both initial guesses"),
+        Criterion("max_T_rel_l2", "<=", 2.5e-2, 5e-3, "quick, ours: measured 1.1e-2, 2.3x; full: our target"),
+    ),
 ))
 
 register(Experiment(
@@ -164,4 +172,8 @@ register(Experiment(
     run=run_inverse,
     quick=FlameInverseConfig(seeds=1, steps=6000, lbfgs_steps=0, dtype="float32"),
     full=FlameInverseConfig(),
+    criteria=tuple(
+        Criterion(f"mean_rel_err_{k}", "|<=", 2e-2, 2e-2, "ours: the target at 2 % noise (a port of the paper's "
+                  "code, one seed: s_L -5.5e-3, lambda -3.0e-3, Ea 1.5e-3)")
+        for k in ("s_L", "lambda", "Ea")),
 ))

@@ -11,7 +11,7 @@ import optax
 from .. import priors, solvers
 from .._solve import solve
 from ..problems import poisson
-from . import Experiment, Outcome, register
+from . import Criterion, Experiment, Outcome, register
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +61,7 @@ register(Experiment(
     run=run_source,
     quick=PoissonInverseConfig(),
     full=PoissonInverseConfig(shape=(128, 128), n_sensors=800, max_steps=500),
+    criteria=(Criterion("rel_l2", "<=", 0.1, 0.1, "ours: the README's target (quick measured 0.058, deterministic)"),),
 ))
 
 register(Experiment(
@@ -69,4 +70,5 @@ register(Experiment(
     run=run_kappa,
     quick=PoissonInverseConfig(shape=(32, 32), n_sensors=None, alpha=100.0, order=2, max_steps=100),
     full=PoissonInverseConfig(shape=(128, 128), n_sensors=None, alpha=100.0, order=2, max_steps=400),
+    criteria=(Criterion("rel_l2", "<=", 0.05, 0.05, "ours: the README's target (quick measured 0.023, deterministic)"),),
 ))

@@ -10,7 +10,7 @@ import numpy as np
 from .. import metrics, solvers
 from .._solve import solve
 from ..problems import phantoms, tomography
-from . import Experiment, Outcome, register
+from . import Criterion, Experiment, Outcome, register
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,8 +48,7 @@ def run_ct(cfg: CTConfig, seed: int) -> Outcome:
     cgls = solve(prob, solvers.CGLS(max_steps=cfg.cgls_steps, rtol=None))  # early stopping
     tv = solve(prob, solvers.ChambollePock(lam=cfg.tv, max_steps=cfg.tv_steps))
     scores = {"fbp": _scores(fbp, x), "cgls": _scores(cgls.value, x), "tv": _scores(tv.value, x)}
-    best = max(("cgls", "tv"), key=lambda k: scores[k][0])
-    extra = {"psnr": scores[best][0], "ssim": scores[best][1], "best": best}
+    extra = {}  # each method under its own name: none is picked by its score against the truth
     for name, (p, s) in scores.items():
         extra[f"psnr_{name}"], extra[f"ssim_{name}"] = p, s
     truth = np.asarray(x)
@@ -64,6 +63,14 @@ register(Experiment(
     run=run_ct,
     quick=CTConfig(),
     full=CTConfig(size=256, n_angles=60, tv_steps=2000, cgls_steps=30),
+    criteria=(
+        Criterion("psnr_tv", ">=", 10.0, 10.0, "ours: TV-MAP well above FBP on a piecewise-constant phantom "
+                  "(quick measured +16.9 dB)", ref="psnr_fbp"),
+        Criterion("psnr_tv", ">=", 35.5, None, "ours: quick measured 36.93 dB (deterministic)"),
+        Criterion("psnr_cgls", ">", 0.0, 0.0, "ours: early-stopped CGLS above FBP (quick measured +0.3 dB)",
+                  ref="psnr_fbp"),
+        Criterion("ssim_tv", ">=", 0.95, None, "ours: quick measured 0.979"),
+    ),
 ))
 
 register(Experiment(
@@ -72,4 +79,11 @@ register(Experiment(
     run=run_ct,
     quick=CTConfig(n_angles=None, wedge=90.0, tv_steps=1000),
     full=CTConfig(size=256, n_angles=None, wedge=120.0, tv_steps=3000, cgls_steps=30),
+    criteria=(
+        Criterion("psnr_tv", ">=", 10.0, 10.0, "ours: TV-MAP fills the missing wedge that FBP cannot "
+                  "(quick measured +13.1 dB)", ref="psnr_fbp"),
+        Criterion("psnr_tv", ">=", 27.0, None, "ours: quick measured 28.23 dB (deterministic)"),
+        Criterion("psnr_cgls", ">", 0.0, 0.0, "ours: early-stopped CGLS above FBP (quick measured +2.4 dB)",
+                  ref="psnr_fbp"),
+    ),
 ))

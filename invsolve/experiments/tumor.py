@@ -14,7 +14,7 @@ import optax
 from .. import solvers
 from .._solve import solve
 from ..problems import tumor
-from . import Experiment, Outcome, register
+from . import Criterion, Experiment, Outcome, register
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,9 +88,7 @@ def _metrics(sol, prefix=""):
 def run_gradient(cfg: TumorConfig, seed: int) -> Outcome:
     prob = cfg.problem(seed)
     sol = solve(prob, cfg.gradient(), key=jax.random.key(seed + 1))
-    paper = {"pass": "t_end known: (D, rho) within 20% and Dice >= 0.85 on both masks "
-                     "(issue target; the for-loop paper reports Dice, not parameter errors, for its optimizer baseline)"}
-    return Outcome(sol, _view(prob, sol.value, cfg.origin), paper=paper)
+    return Outcome(sol, _view(prob, sol.value, cfg.origin))
 
 
 def run_database(cfg: TumorDatabaseConfig, seed: int) -> Outcome:
@@ -110,13 +108,19 @@ def run_database(cfg: TumorDatabaseConfig, seed: int) -> Outcome:
              "dice_ratio_query_over_gradient": dice(q) / dice(g),
              "speedup_query_over_gradient": grad.stats["wall_time_s"] / sol.stats["wall_time_s"],
              "k_std": {k: np.asarray(v).tolist() for k, v in sol.std.items()}}
-    paper = {"claim": "one order speed-up compared to existing approaches (Ezhov et al. 2023)",
-             "pass": "query Dice >= 0.9x the gradient inversion's at >= 10x lower wall time, after the bank "
-                     "is built (build_time_s beside it)"}
+    paper = {"claim": "one order speed-up compared to existing approaches (Ezhov et al. 2023)"}
     return Outcome(sol, _view(prob, sol.value, cfg.origin), paper=paper, extra_metrics=extra)
 
 
 _FULL = dict(axial_slice=None, origin=(0.6, 0.45, 0.5))
+# The for-loop paper reports Dice, not parameter errors, for its optimiser baseline: full-setting
+# targets are ours; quick thresholds are the measured values (2D slice, no noise) with a margin.
+GRADIENT_CRITERIA = (
+    Criterion("rel_err_D", "|<=", 0.03, 0.2, "quick, ours: measured 0.011, 2.7x; full: our target"),
+    Criterion("rel_err_rho", "|<=", 0.01, 0.2, "quick, ours: measured 0.003, 3x; full: our target"),
+    Criterion("dice_core", ">=", 0.95, 0.85, "quick, ours: measured 1.0; full: our target"),
+    Criterion("dice_edema", ">=", 0.95, 0.85, "quick, ours: measured 1.0; full: our target"),
+)
 
 register(Experiment(
     name="tumor-gradient",
@@ -125,6 +129,7 @@ register(Experiment(
     quick=TumorConfig(),
     full=TumorConfig(**_FULL),
     x64=False,
+    criteria=GRADIENT_CRITERIA,
 ))
 
 register(Experiment(
@@ -134,4 +139,11 @@ register(Experiment(
     quick=TumorDatabaseConfig(),
     full=TumorDatabaseConfig(**_FULL, n_database=5000),
     x64=False,
+    criteria=(
+        Criterion("dice_ratio_query_over_gradient", ">=", 0.9, 0.9, "ours, after the paper's claim (one order of "
+                  "magnitude faster at a comparable fit): query Dice >= 0.9x the gradient inversion's"),
+        Criterion("speedup_query_over_gradient", ">=", 10.0, 10.0, "the paper's claim: one order of magnitude "
+                  "faster than the optimiser, once the bank is built (build_time_s beside it)"),
+        Criterion("dice_core", ">=", 0.9, 0.85, "quick, ours: measured 0.976; full: our target"),
+    ),
 ))

@@ -178,7 +178,9 @@ class ScoreSDE(_Diffusion):
     CG is the exact projection onto ``{A x = y_t}``. Nonlinear forward models use their
     linearisation at ``x``. With ``skip_last_projection`` (default) the last step returns
     the predictor's output at ``t = 0`` (Tweedie's estimate) unprojected: projecting onto
-    noisy data fits the noise (on 64^2 CT, 30 views, 1% noise: +1.3 dB without it).
+    noisy data fits the noise. Chosen on the validation slab (64^2 CT, 30 views, 1 % noise,
+    500 steps, 8 samples, the 8 slices z 128-135): 37.71 dB unprojected against 35.84 dB
+    projected, better on every slice (``python benchmarks/validate_score_sde.py``).
 
     History: ``residual``.
     """
