@@ -170,6 +170,7 @@ def _jit_postprocess(solver, problem, carry):
 
 
 def _finish(problem, solver, carry, history, stats, throw, host: bool):
+    stats.update({k: v * stats["num_steps"] for k, v in solver.step_cost(problem).items()})
     if host:
         est, metrics, result = _jit_postprocess(solver, problem, carry)
     else:

@@ -165,6 +165,16 @@ class LinearInverse(HasLinearOperator):
     def operator(self):
         return self.A
 
+    def metrics(self, value) -> dict:
+        """``rel_l2`` and, for an image-like truth (two or more axes), ``psnr`` (dB, the data
+        range of the truth)."""
+        out = super().metrics(value)
+        if self.x_true is not None and jnp.ndim(self.x_true) >= 2:
+            from .metrics import psnr
+
+            out["psnr"] = psnr(value, self.x_true)
+        return out
+
     def with_observations(self, y_obs) -> "LinearInverse":
         """The same problem with other data (e.g. another noise draw)."""
         return LinearInverse(self.A, jnp.asarray(y_obs, self.y_obs.dtype), self.noise, self.x_true)

@@ -48,6 +48,12 @@ class AbstractSolver(eqx.Module):
         ``result``; samplers demote a run whose estimate does not fit the data."""
         return result
 
+    def step_cost(self, problem) -> dict:
+        """Work per step, e.g. ``{"nfe": 1, "n_forward": 12}`` (network evaluations, forward
+        model or adjoint applications); the driver reports each times the steps taken in
+        ``sol.stats``. Default: nothing counted."""
+        return {}
+
     @abc.abstractmethod
     def init(self, problem, key) -> Any: ...
 

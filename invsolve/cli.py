@@ -150,6 +150,7 @@ def _cmd_reproduce(args) -> int:
             failed.append(exp.name)
             print(f"invsolve: {exp.name} failed: {type(err).__name__}: {err}", file=sys.stderr)
         write_report(os.path.join(args.out, "REPORT.md"), exps, records, quick=args.quick)
+    write_report(os.path.join(args.out, "REPORT.md"), exps, records, quick=args.quick)  # also when all were kept
     print(f"invsolve: wrote {os.path.join(args.out, 'REPORT.md')} ({len(records) - len(failed)} of "
           f"{len(exps)} experiments ran{'; failed: ' + ', '.join(failed) if failed else ''})", file=sys.stderr)
     return 1 if failed else 0

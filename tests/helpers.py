@@ -9,6 +9,30 @@ import jax.numpy as jnp
 import numpy as np
 
 
+def sliced_wasserstein(x, y, key, n_dirs=200):
+    """The sliced 2-Wasserstein distance between two equal-size samples ``(n, d)``."""
+    th = jax.random.normal(key, (n_dirs, x.shape[1]), x.dtype)
+    th = th / jnp.linalg.norm(th, axis=1, keepdims=True)
+    px, py = jnp.sort(x @ th.T, axis=0), jnp.sort(y @ th.T, axis=0)
+    return float(jnp.sqrt(jnp.mean((px - py) ** 2)))
+
+
+def mixture_testbed(n_draws=1000, dim=8, m=4, sigma=0.1):
+    """The samplers' test bed: a 5-component mixture in ``dim`` dimensions, ``y = A x + sigma e``
+    with a random ``m x dim`` A, its exact posterior and ``n_draws`` exact posterior draws:
+    ``(prior, problem, posterior, draws)``."""
+    import invsolve as inv
+    from invsolve.priors import GaussianMixture
+
+    gm = GaussianMixture.random(jax.random.key(0), dim, 5, spread=2.0, scale=0.5)
+    A = jax.random.normal(jax.random.key(4), (m, dim)) / np.sqrt(dim)
+    x_true = gm.draw(jax.random.key(6), 1)[0]
+    y = A @ x_true + sigma * jax.random.normal(jax.random.key(7), (m,))
+    post = gm.posterior(A, y, sigma)
+    prob = inv.LinearInverse(inv.MatrixOperator.from_array(A), y, inv.GaussianNoise(sigma), x_true)
+    return gm, prob, post, post.draw(jax.random.key(8), n_draws)
+
+
 def tree_allclose(a, b, rtol=1e-7, atol=0.0) -> bool:
     la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
     if jax.tree.structure(a) != jax.tree.structure(b):

@@ -151,4 +151,7 @@ def test_reproduce_writes_a_report_keeps_finished_runs_and_records_failures(tmp_
     assert "kept poisson-kappa" in err and "failed: broken" in err  # the finished run is not redone
     report = (tmp_path / "REPORT.md").read_text()
     assert "| [broken](#broken) | **failed** | | | ZeroDivisionError" in report
+    (tmp_path / "REPORT.md").unlink()  # every experiment kept: the report is still written
+    assert cli.main(["reproduce", "--quick", "--only", "poisson-kappa", "--out", out]) == 0
+    assert "| [poisson-kappa](#poisson-kappa) | PASS |" in (tmp_path / "REPORT.md").read_text()
     assert cli.main(["reproduce", "--only", "nosuch"]) == 2

@@ -61,6 +61,11 @@ SOLVERS = {
     "score-sde": lambda: inv.solvers.ScoreSDE(_mixture(), n_steps=3, n_samples=2),
     "red-diff": lambda: inv.solvers.REDDiff(_mixture(), n_steps=3, optimizer=optax.adam(1e-2), n_samples=2),
     "mbir": lambda: inv.solvers.DiffusionMBIR(_mixture(), n_steps=3),
+    "dds": lambda: inv.solvers.DDS(_mixture(), n_steps=3, cg_steps=2),
+    "diffpir": lambda: inv.solvers.DiffPIR(_mixture(), n_steps=3, cg_steps=2),
+    "daps": lambda: inv.solvers.DAPS(_mixture(), n_anneal=3, n_ode=2, n_langevin=2),
+    "pnpdm": lambda: inv.solvers.PnPDM(_mixture(), n_steps=3, n_prior=2, cg_steps=2),
+    "stsl": lambda: inv.solvers.STSL(_mixture(), n_steps=3),
 }
 SOLVERS = {name: functools.cache(make) for name, make in SOLVERS.items()}
 HAS_FORWARD = {"linear-system", "source", "kappa", "ct", "tumor", "vector", "stack"}
@@ -89,6 +94,11 @@ TAKES = {
     "score-sde": {"vector"},
     "red-diff": {"vector"},
     "mbir": ONE_ARRAY - {"vector"},  # a stack of slices of the prior's shape (8,): (2, 8) and the 8 x 8 grids
+    "dds": {"vector"},  # linear, of the prior's shape (a stack only with tv_z > 0)
+    "diffpir": {"vector"},
+    "daps": {"vector"},
+    "pnpdm": {"vector"},
+    "stsl": {"vector"},
 }
 
 
@@ -130,7 +140,8 @@ FAST = {"cg": {"linear-system"}, "pcg-jacobi": {"linear-system"}, "pcg-multigrid
         "chambolle-pock": {"ct"}, "pinn": {"poisson-pinn", "flame-inverse"}, "dcdm": {"linear-system"},
         "pnp-pgd-tv": {"ct"}, "pnp-admm-l1": {"source"}, "pnp-pgd-lpn": {"ct"}, "nuts": {"vector"},
         "database": {"tumor"}, "database-refined": {"tumor"}, "dps": {"vector"}, "score-sde": {"vector"},
-        "red-diff": {"vector"}, "mbir": {"stack"}}
+        "red-diff": {"vector"}, "mbir": {"stack"}, "dds": {"vector"}, "diffpir": {"vector"}, "daps": {"vector"},
+        "pnpdm": {"vector"}, "stsl": {"vector"}}
 
 
 def _slow(s, p):

@@ -15,29 +15,16 @@ import pytest
 import invsolve as inv
 from invsolve.priors import GaussianMixture, ScorePrior
 from invsolve.problems import phantoms, poisson, tomography
-from helpers import count_compilations
+from helpers import count_compilations, mixture_testbed, sliced_wasserstein
 
 D, M, SIGMA, N = 8, 4, 0.1, 1000
 
 
-def sliced_wasserstein(x, y, key, n_dirs=200):
-    """The sliced 2-Wasserstein distance between two equal-size samples ``(n, d)``."""
-    th = jax.random.normal(key, (n_dirs, x.shape[1]), x.dtype)
-    th = th / jnp.linalg.norm(th, axis=1, keepdims=True)
-    px, py = jnp.sort(x @ th.T, axis=0), jnp.sort(y @ th.T, axis=0)
-    return float(jnp.sqrt(jnp.mean((px - py) ** 2)))
-
-
 @pytest.fixture(scope="module")
 def testbed():
-    """A 5-component mixture in 8D, y = A x + 0.1 e with a random 4 x 8 A, its exact posterior."""
-    gm = GaussianMixture.random(jax.random.key(0), D, 5, spread=2.0, scale=0.5)
-    A = jax.random.normal(jax.random.key(4), (M, D)) / np.sqrt(D)
-    x_true = gm.draw(jax.random.key(6), 1)[0]
-    y = A @ x_true + SIGMA * jax.random.normal(jax.random.key(7), (M,))
-    post = gm.posterior(A, y, SIGMA)
-    prob = inv.LinearInverse(inv.MatrixOperator.from_array(A), y, inv.GaussianNoise(SIGMA), x_true)
-    return gm, prob, post, post.draw(jax.random.key(8), N)
+    """A 5-component mixture in 8D, y = A x + 0.1 e with a random 4 x 8 A, its exact posterior
+    and N exact posterior draws (`helpers.mixture_testbed`)."""
+    return mixture_testbed(N, D, M, SIGMA)
 
 
 # --- the analytic test bed --------------------------------------------------------------

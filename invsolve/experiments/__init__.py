@@ -46,7 +46,7 @@ class Criterion:
         t = self.quick if quick else self.full
         lhs = f"|{self.metric}|" if self.op == "|<=" else self.metric
         op = "<=" if self.op == "|<=" else self.op
-        rhs = f"{t:g}" if self.ref is None else (f"{self.ref} {self.rel} {t:g}" if self.rel == "+"
+        rhs = f"{t:g}" if self.ref is None else (f"{self.ref} {'-' if t < 0 else '+'} {abs(t):g}" if self.rel == "+"
                                                   else f"{t:g} x {self.ref}")
         return f"{lhs} {op} {rhs}"
 

@@ -4,7 +4,7 @@ The Krylov solvers and preconditioners live on the linear-algebra floor (`invsol
 and are re-exported here.
 """
 
-from . import dcdm, diffusion
+from . import dcdm, diffusion, samplers
 from .database import DatabaseQuery, Refined
 from .dcdm import DCDM
 from .diffusion import DPS, DiffusionMBIR, REDDiff, ScoreSDE
@@ -14,7 +14,9 @@ from .map import GradientMAP
 from .mcmc import NUTS
 from .pinn import PINN
 from .pnp import PnPADMM, PnPPGD
+from .samplers import DAPS, DDS, STSL, DiffPIR, PnPDM
 
 __all__ = ["CG", "PCG", "Identity", "Jacobi", "AbstractPreconditioner", "Multigrid", "GradientMAP",
            "CGLS", "Landweber", "ChambollePock", "PINN", "DatabaseQuery", "Refined", "DCDM", "dcdm",
-           "PnPPGD", "PnPADMM", "DPS", "REDDiff", "ScoreSDE", "DiffusionMBIR", "diffusion", "NUTS"]
+           "PnPPGD", "PnPADMM", "DPS", "REDDiff", "ScoreSDE", "DiffusionMBIR", "diffusion", "NUTS",
+           "DDS", "DiffPIR", "DAPS", "PnPDM", "STSL", "samplers"]

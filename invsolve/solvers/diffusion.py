@@ -144,6 +144,9 @@ class DPS(_Diffusion):
         if self.zeta is None:
             raise ValueError("DPS zeta must be a non-negative number, got None.")
 
+    def step_cost(self, problem):
+        return {"nfe": 1, "n_forward": 2, "network_gradients": 1}
+
     def init(self, problem, key):
         x, key = self._start(problem, key)
         return DiffusionState(x, x, jnp.zeros((), jnp.int32), key)
@@ -198,6 +201,9 @@ class ScoreSDE(_Diffusion):
             check_nonneg(f"ScoreSDE {name}", getattr(self, name), allow_none=False)
         for name in ("n_corrector", "cg_steps"):
             check_nonneg(f"ScoreSDE {name}", getattr(self, name), integer=True, allow_none=False)
+
+    def step_cost(self, problem):  # CGLS: 2 cg_steps + 1, the residual and the diffused data: 2
+        return {"nfe": 1 + self.n_corrector, "n_forward": 2 * self.cg_steps + 3, "network_gradients": 0}
 
     def init(self, problem, key):
         x, key = self._start(problem, key)
@@ -254,6 +260,9 @@ class REDDiff(AbstractOptaxSolver, _Diffusion):
             raise ValueError("REDDiff needs an optax optimizer, e.g. optimizer=optax.adam(0.1).")
         check_nonneg("REDDiff lam", self.lam, allow_none=False)
         check_nonneg("REDDiff init_cg_steps", self.init_cg_steps, integer=True, allow_none=False)
+
+    def step_cost(self, problem):  # (the starting CGLS, 2 init_cg_steps + 2, is not included)
+        return {"nfe": 1, "n_forward": 2, "network_gradients": 0}
 
     def init_params(self, problem):
         x0 = jnp.asarray(problem.init_params())
@@ -325,6 +334,9 @@ class DiffusionMBIR(_Diffusion):
             check_nonneg(f"DiffusionMBIR {name}", getattr(self, name), allow_none=False)
         for name in ("cg_steps", "n_corrector"):
             check_nonneg(f"DiffusionMBIR {name}", getattr(self, name), integer=True, allow_none=False)
+
+    def step_cost(self, problem):  # per slice stack: nfe per slice
+        return {"nfe": 1 + self.n_corrector, "n_forward": 2 * self.cg_steps + 2, "network_gradients": 0}
 
     @property
     def requires(self):
