@@ -167,12 +167,13 @@ class LinearInverse(HasLinearOperator):
 
     def metrics(self, value) -> dict:
         """``rel_l2`` and, for an image-like truth (two or more axes), ``psnr`` (dB, the data
-        range of the truth)."""
+        range of the truth; NaN for a constant truth, which has no range)."""
         out = super().metrics(value)
         if self.x_true is not None and jnp.ndim(self.x_true) >= 2:
             from .metrics import psnr
 
-            out["psnr"] = psnr(value, self.x_true)
+            span = jnp.max(self.x_true) - jnp.min(self.x_true)
+            out["psnr"] = jnp.where(span > 0, psnr(value, self.x_true, jnp.where(span > 0, span, 1.0)), jnp.nan)
         return out
 
     def with_observations(self, y_obs) -> "LinearInverse":

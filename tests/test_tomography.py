@@ -8,6 +8,8 @@ from scipy.ndimage import map_coordinates
 from skimage.data import shepp_logan_phantom
 from skimage.transform import iradon, radon, resize
 
+import invsolve as inv
+from invsolve.problems import phantoms
 from invsolve.problems import tomography as T
 from helpers import check_grad, dot_product_test
 
@@ -180,3 +182,18 @@ def test_bad_input():
         fan = T.FanBeam(16, ang)
         T.fbp(jnp.ones(fan.out_shape), fan)
 
+
+
+def test_linear_inverse_metrics_report_psnr_of_images():
+    """``psnr`` in the metrics of an image problem: 10 log10(range^2 / MSE) written out in
+    numpy; NaN for a constant truth (no range); absent for a vector unknown."""
+    x = phantoms.shepp_logan(32)
+    prob = T.sparse_view(x, 8, 0.01, key=jax.random.key(2))
+    est = np.asarray(T.fbp(prob), np.float64)
+    xt = np.asarray(x, np.float64)
+    ref = 10 * np.log10((xt.max() - xt.min()) ** 2 / np.mean((est - xt) ** 2))
+    np.testing.assert_allclose(float(prob.metrics(est)["psnr"]), ref, rtol=1e-5)
+    flat = T.sparse_view(jnp.ones((8, 8)), 6, 0.01, key=jax.random.key(2))
+    assert np.isnan(float(flat.metrics(jnp.zeros((8, 8)))["psnr"]))
+    vec = inv.LinearInverse(inv.MatrixOperator.from_array(jnp.eye(3)), jnp.ones(3), inv.GaussianNoise(0.1), jnp.ones(3))
+    assert set(vec.metrics(jnp.zeros(3))) == {"rel_l2"}
