@@ -62,6 +62,13 @@ class VP(eqx.Module):
         beta = self.beta_min + t * (self.beta_max - self.beta_min)
         return -0.5 * beta * x, jnp.sqrt(beta)
 
+    def t_of_sigma(self, sigma):
+        """The time whose noise level ``s(t) / a(t)`` is ``sigma`` (``sigma^2 = exp(int_0^t beta) - 1``),
+        clipped to ``[t_min, 1]``."""
+        b0, db = self.beta_min, self.beta_max - self.beta_min
+        t = (-b0 + jnp.sqrt(b0 * b0 + 2.0 * db * jnp.log1p(jnp.asarray(sigma) ** 2))) / db
+        return jnp.clip(t, self.t_min, 1.0)
+
     def terminal(self, key, shape, dtype):
         return jax.random.normal(key, shape, dtype)
 
@@ -80,6 +87,11 @@ class VE(eqx.Module):
     def drift_diffusion(self, x, t):
         s = self.sigma_min * (self.sigma_max / self.sigma_min) ** t
         return jnp.zeros_like(x), s * math.sqrt(2 * math.log(self.sigma_max / self.sigma_min))
+
+    def t_of_sigma(self, sigma):
+        """The time whose noise level ``s(t)`` is ``sigma``, clipped to ``[t_min, 1]``."""
+        t = jnp.log(jnp.asarray(sigma) / self.sigma_min) / math.log(self.sigma_max / self.sigma_min)
+        return jnp.clip(t, self.t_min, 1.0)
 
     def terminal(self, key, shape, dtype):
         return self.sigma_max * jax.random.normal(key, shape, dtype)

@@ -35,6 +35,7 @@ from .._problem import HasLinearOperator, check_finite_data
 from .._solution import Estimate
 from .._solver import ArrayUnknown, check_nonneg
 from ..linalg.krylov import cg_fixed, cgls_fixed
+from ..linalg.least_squares import power_norm_sq
 from ..priors.score import _clip, _times, ancestral
 from .diffusion import DiffusionState, _Diffusion, _dz, _dzT
 
@@ -42,39 +43,17 @@ from .diffusion import DiffusionState, _Diffusion, _dz, _dzT
 # --------------------------------------------------------------------------------------
 # noise levels and whitened data terms
 # --------------------------------------------------------------------------------------
-def sigma_of_t(sde, t):
-    """The noise level ``s(t) / a(t)`` of ``x_t / a(t)`` (units of the unknown)."""
-    a, s = sde.mean_std(t)
-    return s / a
-
-
-def t_of_sigma(sde, sigma):
-    """The time whose noise level is ``sigma``, clipped to ``[t_min, 1]``."""
-    sigma = jnp.asarray(sigma)
-    if hasattr(sde, "beta_min"):  # VP: sigma^2 = exp(int_0^t beta) - 1
-        b0, db = sde.beta_min, sde.beta_max - sde.beta_min
-        integral = jnp.log1p(sigma**2)
-        t = (-b0 + jnp.sqrt(b0 * b0 + 2.0 * db * integral)) / db
-    else:  # VE: sigma = sigma_min (sigma_max / sigma_min)^t
-        t = jnp.log(sigma / sde.sigma_min) / math.log(sde.sigma_max / sde.sigma_min)
-    return jnp.clip(t, sde.t_min, 1.0)
-
-
 def denoise_at(prior, z, sigma):
     """``E[x_0 | x_0 + sigma e = z]`` from the score prior (``z``: ``(..., *prior.shape)``)."""
-    t = t_of_sigma(prior.sde, sigma).astype(z.dtype)
+    t = prior.sde.t_of_sigma(sigma).astype(z.dtype)
     a, _ = prior.sde.mean_std(t)
     return prior.denoise(a * z, t)
-
-
-def _noise_sigma(problem):
-    return problem.noise.sigma
 
 
 def _whitened(problem, x):
     """``(J, J^T, r)`` of the whitened data term ``||(y - forward(x)) / sigma||^2 / 2`` at ``x``:
     ``J = d forward / sigma``, ``r = (y - forward(x)) / sigma``."""
-    sig = _noise_sigma(problem)
+    sig = problem.noise.sigma
     y, J = jax.linearize(problem.forward, x)
     JT = jax.linear_transpose(J, x)
     return (lambda v: J(v) / sig), (lambda w: JT(w / sig)[0]), (problem.y_obs - y) / sig
@@ -257,23 +236,16 @@ class DiffPIR(_Sampler):
 # Langevin on a Gaussian-tilted likelihood (DAPS; PnP-DM for non-linear models)
 # --------------------------------------------------------------------------------------
 def _lipschitz(problem, x, iters: int = 20):
-    """``||J^T J||`` of the whitened data term at ``x`` by power iteration (host set-up)."""
+    """``||J^T J||`` of the whitened data term at ``x`` by power iteration (set-up, once)."""
     J, JT, _ = _whitened(problem, x)
-    v = jax.random.normal(jax.random.key(0), x.shape, x.dtype)
-
-    def body(_, v):
-        w = JT(J(v))
-        return w / jnp.sqrt(_norm_sq(w))
-
-    v = jax.lax.fori_loop(0, iters, body, v / jnp.sqrt(_norm_sq(v)))
-    return jnp.sqrt(_norm_sq(JT(J(v))))
+    return power_norm_sq(lambda v: JT(J(v)), x.shape, x.dtype, iters)
 
 
 def _langevin(problem, x, center, r, lr, lip, n, key):
     """``n`` unadjusted Langevin steps on ``log pi(x) = -||x - center||^2 / (2 r^2) -
     ||(forward(x) - y) / sigma||^2 / 2``, step ``lr / (1 / r^2 + lip)`` (``lip``: the data
     term's curvature bound), for one particle."""
-    sig = _noise_sigma(problem)
+    sig = problem.noise.sigma
     h = lr / (1.0 / r**2 + lip)
 
     def grad_log(v):
@@ -439,7 +411,7 @@ class PnPDM(_Sampler):
 
     def _prior_step(self, x, rho, key):
         sde, dt = self.prior.sde, x.dtype
-        t0 = t_of_sigma(sde, rho).astype(dt)
+        t0 = sde.t_of_sigma(rho).astype(dt)
         a0, _ = sde.mean_std(t0)
         xt = a0 * x
 
@@ -504,16 +476,14 @@ class STSL(_Sampler):
     def step(self, problem, state):
         t, a, s, a_n, s_n = _times(self.prior.sde, state.i, self.n_steps, state.x.dtype)
         key, kz, kv = jax.random.split(state.key, 3)
-        sig = _noise_sigma(problem)
         prior, omega = self.prior, self.omega
 
         def surrogate(x, v):  # one particle
             x0 = prior.denoise(x, t)
-            r = (problem.forward(x0) - problem.y_obs) / sig
+            _, JT, r = _whitened(problem, x0)
             loss = _norm_sq(r)
             if omega:
-                A = jax.linearize(problem.forward, x0)[1]
-                u = jax.linear_transpose(A, x0)(v / sig)[0]
+                u = JT(v)
                 Ju = jax.jvp(lambda w: prior.denoise(w, t), (x,), (u,))[1]  # (I + s^2 H) u / a
                 # a covariance's trace is >= 0; the one-probe estimate through a network need not be
                 second = jnp.maximum(omega * (s**2 / a) * jnp.vdot(u, Ju), 0.0)
