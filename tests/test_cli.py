@@ -67,6 +67,12 @@ def test_set_rejects_unknown_fields(capsys):
     assert "NAME one of" in capsys.readouterr().err
 
 
+def test_a_sampler_setting_out_of_range_is_a_clear_error(tmp_path, capsys):
+    assert cli.main(["run", "ct-dds", "--quick", "--out", str(tmp_path), "--set", "cg_steps=0"]) == 2
+    err = capsys.readouterr().err
+    assert "DDS: cg_steps must be a positive integer, got 0." in err and "Traceback" not in err
+
+
 @pytest.mark.slow  # 34 s on a quiet 2-core machine, cold cache
 def test_tumor_runs_write_the_results_contract(tmp_path):
     out = tmp_path / "tg"
