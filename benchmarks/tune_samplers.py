@@ -8,6 +8,7 @@ the best row of each method here.
 
 Run:  python benchmarks/tune_samplers.py                       # every method
       python benchmarks/tune_samplers.py --methods dds,diffpir --slices 2
+      python benchmarks/tune_samplers.py --prior mni-64-edm --tuned  # the experiments' settings only
 """
 
 import argparse
@@ -32,12 +33,22 @@ CLASSES = {"dds": inv.solvers.DDS, "diffpir": inv.solvers.DiffPIR, "daps": inv.s
            "pnpdm": inv.solvers.PnPDM, "stsl": inv.solvers.STSL}
 
 
+def tuned(method):
+    """The ``ct-METHOD`` experiment's settings as solver keywords."""
+    from invsolve.experiments.diffusion import TUNED
+
+    names = {"n_steps": {"daps": "n_anneal"}, "mix": {"diffpir": "zeta"}, "n_inner": {"daps": "n_langevin"}}
+    return {names.get(k, {}).get(method, k): v for k, v in TUNED[method].items()}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", default=",".join(GRIDS))
     parser.add_argument("--slices", type=int, default=2, help="validation slices (spread over the slab)")
+    parser.add_argument("--prior", default="mni-64", help="a shipped score prior (mni-64, mni-64-edm)")
+    parser.add_argument("--tuned", action="store_true", help="only the ct-* experiments' settings (TUNED)")
     args = parser.parse_args()
-    prior = inv.priors.ScorePrior.pretrained("mni-64")
+    prior = inv.priors.ScorePrior.pretrained(args.prior)
     xs, zs = phantoms.axial_slices("val", 64)
     idx = np.linspace(0, len(xs) - 1, args.slices).round().astype(int)
     probs = [tomography.sparse_view(xs[i], n_angles=30, noise=0.01, key=jax.random.fold_in(jax.random.key(0), 100 + int(i)))
@@ -46,6 +57,8 @@ def main():
     print("| method | settings | PSNR (dB) | s per slice |\n|---|---|---|---|")
     for m in args.methods.split(","):
         grid = GRIDS[m]
+        if args.tuned:
+            grid = {k: [v] for k, v in tuned(m).items()}
         best = None
         for values in itertools.product(*grid.values()):
             kw = dict(zip(grid, values))

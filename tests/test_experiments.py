@@ -20,7 +20,7 @@ QUICK_SECONDS = {
     "flame-inverse": 32, "flame-kinetics-nuts": 43, "lpn-ct": 47, "lpn-deblur": 25, "lpn-laplacian": 141,
     "poisson-inverse": 10, "poisson-kappa": 9, "poisson-kappa-nuts": 23, "tumor-database": 38,
     "tumor-gradient": 5, "tumor-nuts": 55, "ct-dds": 16, "ct-diffpir": 16, "ct-daps": 19, "ct-pnpdm": 18,
-    "ct-stsl": 39, "ct3d-dds": 21,
+    "ct-stsl": 39, "ct3d-dds": 21, "darcy-daps": 128,
 }
 FAST = {"poisson-kappa", "tumor-gradient"}
 

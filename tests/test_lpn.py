@@ -326,3 +326,23 @@ def test_pnp_reports_non_finite_iterates_even_without_a_tolerance():
     for solver in (inv.solvers.PnPPGD(Broken()), inv.solvers.PnPADMM(Broken(), rho=1.0)):
         with pytest.raises(inv.SolveError, match="NaN or infinity appeared"):
             inv.solve(prob, solver)
+
+
+def test_deforming_augmentation_is_a_flip_without_deformation_and_rotates_about_the_centre():
+    """`recipes.augment_deform`: with every range zero it returns each image or its mirror
+    image, exactly; a rotation keeps the centre pixel of an odd-sized image and the mean of a
+    disk-shaped image (bilinear resampling, 1 %)."""
+    from invsolve.recipes import augment_deform
+
+    x = jax.random.uniform(jax.random.key(0), (6, 9, 9))
+    y = augment_deform(jax.random.key(1), x, rotate_deg=0.0, scale=0.0, elastic_px=0.0, gain=(1.0, 1.0),
+                       gamma=(1.0, 1.0))
+    same = np.all(np.isclose(y, x, atol=1e-6), axis=(1, 2))
+    mirrored = np.all(np.isclose(y, x[:, :, ::-1], atol=1e-6), axis=(1, 2))
+    assert np.all(same | mirrored) and same.any() and mirrored.any()
+    r = np.hypot(*np.meshgrid(np.arange(33) - 16.0, np.arange(33) - 16.0))
+    disk = jnp.asarray(np.clip(12.0 - r, 0.0, 1.0))[None].repeat(4, 0)
+    rot = augment_deform(jax.random.key(2), disk, rotate_deg=30.0, scale=0.0, elastic_px=0.0, gain=(1.0, 1.0),
+                         gamma=(1.0, 1.0))
+    np.testing.assert_allclose(rot[:, 16, 16], 1.0, atol=1e-6)
+    np.testing.assert_allclose(rot.mean(axis=(1, 2)), disk.mean(), rtol=0.01)

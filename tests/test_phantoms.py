@@ -154,3 +154,24 @@ def test_brain_volume(nilearn):
     assert vol.shape == (24, 28, 20)
     assert vol.min() >= 0.0 and vol.max() == pytest.approx(1.0)
     assert np.mean(vol > 0.1) > 0.2
+
+
+def test_orthogonal_training_slices_share_no_voxel_with_the_held_out_slabs(monkeypatch):
+    """The coronal and sagittal training slices of the ``mni-64`` score prior: with a template
+    whose held-out planes (test and validation slabs with their 4-slice guards, z 84-115 and
+    124-139) are NaN, none of the 149 planes handed to the resampler contains a NaN, while an
+    uncut coronal plane of the same volume would."""
+    vol = np.ones((197, 233, 189))
+    vol[:, :, 84:116] = np.nan
+    vol[:, :, 124:140] = np.nan
+    planes = []
+    resample = phantoms._resample_slice
+    monkeypatch.setattr(phantoms, "_template", lambda kind: vol)
+    monkeypatch.setattr(phantoms, "_require_nilearn", lambda caller: None)
+    monkeypatch.setattr(phantoms, "_resample_slice",
+                        lambda v, k, axis, size: planes.append(np.take(v, k, axis=axis)) or resample(v, k, axis, size))
+    x = phantoms.orthogonal_slices(16)
+    assert x.shape == (149, 16, 16) and len(planes) == 149
+    assert not any(np.isnan(p).any() for p in planes)
+    assert {p.shape for p in planes} == {(197, 141), (233, 141)}  # 189 - 48 planes cut out
+    assert np.isnan(np.take(vol, 100, axis=1)).any()

@@ -64,6 +64,8 @@ def _check_slow(ns):
         assert ns["pnp"].value.shape == (64, 64)
     if "sols" in ns:  # the scale-out example: 64 batched solves, a tumour posterior
         assert ns["sols"].value.shape == (64, 32, 32) and ns["post"].samples["D_white"].shape == (1000,)
+    if "tik" in ns:  # the Darcy example: DAPS samples of kappa and the Tikhonov baseline
+        assert ns["sol"].samples.shape == (4, 32, 32) and ns["tik"].result == 0
     if "ref" in ns:  # the flame example: the reference speed and the PINN's three unknowns
         assert abs(float(ns["ref"].s_L) - 0.292786) < 1e-5  # measured 0.2927861; converged to 1e-7
         assert set(ns["sol"].value) >= {"s_L", "lambda", "Ea"}

@@ -131,3 +131,4 @@ from . import dcdm as _dcdm  # noqa: E402,F401
 from . import lpn as _lpn  # noqa: E402,F401
 from . import diffusion as _diffusion  # noqa: E402,F401
 from . import uq as _uq  # noqa: E402,F401
+from . import darcy as _darcy  # noqa: E402,F401

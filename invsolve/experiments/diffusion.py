@@ -188,6 +188,8 @@ TUNED = {
     "pnpdm": dict(n_steps=40, rho_max=2.0, rho_min=0.005, n_prior=5, cg_steps=20),
     "stsl": dict(n_steps=300, zeta=0.01, omega=1.0),
 }
+
+
 def _criteria(method):
     both = (
         Criterion("psnr", ">=", 1.0, 5.0, "quick: ours, 1 dB over FBP; full: the diffusion issue's target, FBP + 5 dB",

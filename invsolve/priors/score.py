@@ -414,13 +414,20 @@ class ScorePrior(AbstractScorePrior):
     ``kind="unet"`` (`invsolve.nn.ScoreUNet`): single-channel images ``(H, W)`` of the
     training size ``shape``; ``kind="mlp"`` (`invsolve.nn.ScoreMLP`): vectors ``(dim,)``.
     The network sees ``x_t / sqrt(a^2 data_std^2 + s^2)`` (unit-scale input at every noise
-    level) and ``log(s / a)``. ``params`` are the exponential moving average of the
-    training iterates. Float32 parameters by default; inputs are cast to them and results
+    level) and ``log(s / a)``. Its output ``F`` is the noise prediction itself
+    (``precond="eps"``) or, with ``precond="edm"`` (Karras et al., NeurIPS 2022, Table 1,
+    written for ``x = x_t / a`` at noise level ``sigma = s / a``, ``sd = data_std``), the
+    preconditioned denoiser ``D = c_skip x + c_out F``, ``c_skip = sd^2 / (sigma^2 + sd^2)``,
+    ``c_out = sigma sd / sqrt(sigma^2 + sd^2)``, so that
+    ``eps = (x - D) / sigma = x sigma / (sigma^2 + sd^2) - sd F / sqrt(sigma^2 + sd^2)``:
+    a unit-variance target at every noise level. ``params`` are the exponential moving
+    average of the training iterates. Float32 parameters by default; inputs are cast to them and results
     back to the input's dtype.
 
     Attributes:
         graphdef, params: the flax NNX network. sde: `VP` or `VE`.
         shape: one sample's shape. config: ``(kind, widths, attention, data_std)``.
+        precond: ``"eps"`` or ``"edm"`` (above).
         info: how it was trained, ``((key, value), ...)``.
     """
 
@@ -430,12 +437,16 @@ class ScorePrior(AbstractScorePrior):
     shape: tuple = eqx.field(static=True)
     config: tuple = eqx.field(static=True)
     info: tuple = eqx.field(default=(), static=True)
+    precond: str = eqx.field(default="eps", static=True)
 
     @classmethod
     def init(cls, shape, key, *, sde="vp", channels=None, attention: bool = True, hidden: int = 128,
-             depth: int = 3, data_std: float = 0.5, dtype=jnp.float32) -> "ScorePrior":
+             depth: int = 3, data_std: float = 0.5, precond: str = "eps", dtype=jnp.float32) -> "ScorePrior":
         """An untrained prior for samples of ``shape``: ``(H, W)`` (U-Net with ``channels``
-        per resolution, default ``(16, 32, 64, 64)``) or ``(dim,)`` (MLP ``hidden`` x ``depth``)."""
+        per resolution, default ``(16, 32, 64, 64)``) or ``(dim,)`` (MLP ``hidden`` x ``depth``);
+        ``precond``: ``"eps"`` or ``"edm"`` (the class docstring)."""
+        if precond not in ("eps", "edm"):
+            raise ValueError(f"ScorePrior: precond must be 'eps' or 'edm', got {precond!r}.")
         shape = tuple(int(s) for s in np.atleast_1d(shape))
         rngs = nnx.Rngs(key)
         if len(shape) == 2:
@@ -451,7 +462,7 @@ class ScorePrior(AbstractScorePrior):
             raise ValueError(f"ScorePrior: samples must be vectors (dim,) or images (H, W), got shape {shape}.")
         graphdef, params = nnx.split(net)
         return cls(graphdef=graphdef, params=params, sde=make_sde(sde), shape=shape,
-                   config=(*config, float(data_std)))
+                   config=(*config, float(data_std)), precond=precond)
 
     @classmethod
     def pretrained(cls, name: str) -> "ScorePrior":
@@ -472,13 +483,17 @@ class ScorePrior(AbstractScorePrior):
     def _eps_flat(self, params, x, t):
         """Network noise prediction on a flat batch ``(n, *shape)`` in the parameters' dtype."""
         a, s = self.sde.mean_std(t)
-        scale = jnp.sqrt(a * a * self.config[-1] ** 2 + s * s)
+        sd = self.config[-1]
+        b = (-1, *(1,) * len(self.shape))
+        scale = jnp.sqrt(a * a * sd ** 2 + s * s)
         net = nnx.merge(self.graphdef, params)
-        h = x / scale.reshape(-1, *(1,) * len(self.shape))
+        h = x / scale.reshape(b)
         c = jnp.log(s) - jnp.log(a)
-        if self.config[0] == "unet":
-            return net(h[..., None], c)[..., 0]
-        return net(h, c)
+        f = net(h[..., None], c)[..., 0] if self.config[0] == "unet" else net(h, c)
+        if self.precond == "eps":
+            return f
+        sigma, root = (s / a).reshape(b), (scale / a).reshape(b)  # root = sqrt(sigma^2 + sd^2)
+        return (x / a.reshape(b)) * sigma / root ** 2 - (sd / root) * f
 
     def eps(self, x, t):
         x, t, lead = self._split(x, t)
@@ -493,7 +508,7 @@ class ScorePrior(AbstractScorePrior):
                **{f.name: getattr(self.sde, f.name) for f in dataclasses.fields(self.sde)}}
         kind, widths, attention, data_std = self.config
         weights.save(path, self, shape=list(self.shape), kind=kind, widths=list(widths), attention=attention,
-                     data_std=data_std, sde=sde)
+                     data_std=data_std, sde=sde, precond=self.precond)
 
     @classmethod
     def load(cls, path) -> "ScorePrior":
@@ -503,7 +518,8 @@ class ScorePrior(AbstractScorePrior):
             sde = SDES[sde.pop("kind")](**sde)
             net = ({"channels": meta["widths"], "attention": meta["attention"]} if meta["kind"] == "unet"
                    else {"hidden": meta["widths"][0], "depth": meta["widths"][1]})
-            return cls.init(meta["shape"], jax.random.key(0), sde=sde, data_std=meta["data_std"], **net)
+            return cls.init(meta["shape"], jax.random.key(0), sde=sde, data_std=meta["data_std"],
+                            precond=meta.get("precond", "eps"), **net)
 
         return weights.load(path, build, "ScorePrior")
 
@@ -513,9 +529,16 @@ class ScorePrior(AbstractScorePrior):
               steps: int = 2000, batch_size: int = 16, ema: float = 0.999, augment: Callable | None = None,
               init: "ScorePrior | None" = None, checkpoint=None, save_every_s: float = 60.0,
               progress: bool | None = None, time_limit_s: float | None = None, devices=None,
-              **network) -> "ScorePrior":
+              noise: tuple[float, float] | None = None, **network) -> "ScorePrior":
         """Learn ``eps`` by denoising score matching: minimise
-        ``E_{x_0, t ~ U(t_min, 1), eps} ||eps_theta(a x_0 + s eps, t) - eps||^2``.
+        ``E_{x_0, t, eps} w(t) ||eps_theta(a x_0 + s eps, t) - eps||^2``.
+
+        By default ``t ~ U(t_min, 1)`` and ``w = 1`` (Song et al. 2021). With ``noise =
+        (P_mean, P_std)`` the noise level ``sigma = s / a`` is log-normal, ``log sigma ~
+        N(P_mean, P_std^2)`` (Karras et al. 2022, Table 1: (-1.2, 1.2)), and ``t =
+        sde.t_of_sigma(sigma)``; for a prior with ``precond="edm"`` the weight is
+        ``w = 1 + sigma^2 / data_std^2``, EDM's ``lambda(sigma) = (sigma^2 + sd^2) / (sigma sd)^2``
+        on the denoiser written in ``eps``, i.e. the plain squared error of the network output.
 
         Args:
             dataset: clean samples, an array ``(n, *shape)`` (batches drawn with
@@ -530,9 +553,12 @@ class ScorePrior(AbstractScorePrior):
             init: a prior to continue from. checkpoint, save_every_s, progress,
                 time_limit_s: as `invsolve.priors.LPN.train` (bit-identical resume).
             devices: data-parallel training over this many devices (as `LPN.train`).
-            network: `ScorePrior.init` options (``channels``, ``attention``, ``data_std``, ...).
+            network: `ScorePrior.init` options (``channels``, ``attention``, ``data_std``,
+                ``precond``, ...).
         """
         replicate, shard = data_parallel(devices)
+        if noise is not None and not (len(noise) == 2 and float(noise[1]) > 0):
+            raise ValueError(f"ScorePrior.train: noise must be (P_mean, P_std > 0), got {noise!r}.")
 
         check_nonneg("ScorePrior.train steps", steps, integer=True, allow_none=False)
         if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
@@ -547,12 +573,15 @@ class ScorePrior(AbstractScorePrior):
         optimizer = optax.adamw(2e-4) if optimizer is None else optimizer
         sde_ = model.sde
 
+        sd2 = model.config[-1] ** 2
+
         def loss_fn(params, x0, t, e):
             a, s = sde_.mean_std(t)
             b = (-1, *(1,) * len(shape))
             xt = a.reshape(b) * x0 + s.reshape(b) * e
             d = model._eps_flat(params, xt, t) - e
-            return jnp.mean(jnp.sum(d.reshape(d.shape[0], -1) ** 2, axis=1)) / math.prod(shape)
+            w = 1.0 + (s / a) ** 2 / sd2 if (noise is not None and model.precond == "edm") else 1.0
+            return jnp.mean(w * jnp.sum(d.reshape(d.shape[0], -1) ** 2, axis=1)) / math.prod(shape)
 
         @jax.jit
         def update(carry, k):
@@ -561,7 +590,11 @@ class ScorePrior(AbstractScorePrior):
             x0 = shard(sample(kb))
             if augment is not None:
                 x0 = augment(ka, x0)
-            t = jax.random.uniform(kt, (batch_size,), x0.dtype, sde_.t_min, 1.0)
+            if noise is None:
+                t = jax.random.uniform(kt, (batch_size,), x0.dtype, sde_.t_min, 1.0)
+            else:
+                log_sigma = noise[0] + noise[1] * jax.random.normal(kt, (batch_size,), x0.dtype)
+                t = sde_.t_of_sigma(jnp.exp(log_sigma)).astype(x0.dtype)
             e = jax.random.normal(kn, x0.shape, x0.dtype)
             val, g = jax.value_and_grad(loss_fn)(params, x0, t, e)
             upd, opt_state = optimizer.update(g, opt_state, params)
@@ -573,7 +606,7 @@ class ScorePrior(AbstractScorePrior):
         (params, avg, _, _), losses, wall = fit(update, carry, steps, name="ScorePrior.train",
                                                 checkpoint=checkpoint, save_every_s=save_every_s,
                                                 progress=progress, time_limit_s=time_limit_s, place=replicate,
-                                                identity=(dataset, key, batch_size, ema, augment,
+                                                identity=(dataset, key, batch_size, ema, augment, noise,
                                                           key_optimizer(optimizer, model.params).key))
         info = (("sde", "vp" if isinstance(sde_, VP) else "ve"), ("steps", steps), ("batch_size", batch_size),
                 ("ema", ema), ("final_loss", float(np.mean(losses[-200:])) if losses.size else float("nan")),

@@ -3,7 +3,7 @@
 from .._problem import (
     AbstractProblem, GaussianNoise, HasForward, HasLinearOperator, HasResidual, LinearInverse, LinearSystem,
 )
-from . import blur, flame, phantoms, poisson, tomography, tumor
+from . import blur, fields, flame, phantoms, poisson, tomography, tumor
 
 __all__ = ["AbstractProblem", "GaussianNoise", "HasForward", "HasLinearOperator", "HasResidual", "LinearInverse",
-           "LinearSystem", "blur", "flame", "phantoms", "tumor", "poisson", "tomography"]
+           "LinearSystem", "blur", "fields", "flame", "phantoms", "tumor", "poisson", "tomography"]

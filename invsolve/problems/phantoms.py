@@ -244,6 +244,24 @@ def axial_slices(split: str = "train", size: int = 64, kind: str = "t1"):
     return jnp.stack([_resample_slice(vol, z, 2, size) for z in zs]), np.array(zs)
 
 
+def orthogonal_slices(size: int = 64, kind: str = "t1"):
+    """Coronal and sagittal MNI152 training slices that share no voxel with the held-out
+    slabs: the axial planes of the test and validation slabs and their 4-slice guards
+    (z 84-115 and 124-139) are cut out of the volume and the rest closed up (141 of 189
+    planes), then every second coronal plane of y 35-195 and sagittal plane of x 30-164 is
+    taken as `brain_slice` takes one. ``(n, size, size)`` with ``n = 149``; with
+    `axial_slices` ``("train")`` the three-orientation training set of the ``mni-64``
+    score prior. Needs nilearn."""
+    size = _check_size(size)
+    _check_kind(kind)
+    _require_nilearn("orthogonal_slices")
+    held = {z for r in AXIAL_SPLIT.values() for z in range(r.start - _GUARD, r.stop + _GUARD)}
+    vol = _template(kind)
+    vol = vol[:, :, [z for z in range(vol.shape[2]) if z not in held]]
+    return jnp.stack([_resample_slice(vol, k, axis, size)
+                      for axis, ks in ((1, range(35, 196, 2)), (0, range(30, 165, 2))) for k in ks])
+
+
 def axial_stack(z_start: int, n: int, size: int = 64, kind: str = "t1"):
     """``n`` consecutive MNI152 axial slices from voxel ``z_start``, ``(n, size, size)`` (each
     as `brain_slice`): a volume of slices for 3D reconstruction. ``axial_stack(84, 32)``

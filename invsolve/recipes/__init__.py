@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 
 from .dcdm import DCDMRecipe
-from .images import ImageRecipe, LPNRecipe, ScoreRecipe, augment_slices, image_data
+from .images import ImageRecipe, LPNRecipe, ScoreRecipe, augment_deform, augment_slices, image_data
 
 RECIPES = {
     "dcdm-poisson2d-64": DCDMRecipe(shape=(64, 64), n_layouts=7, n_vectors=16_000, n_lanczos=1500, steps=12_000,
@@ -25,6 +25,9 @@ RECIPES = {
     "lpn-mni-64": LPNRecipe(data="mni", steps=3600),
     "score-ellipses-64": ScoreRecipe(data="ellipses", steps=3000),
     "score-mni-64": ScoreRecipe(data="mni", steps=7000),
+    "score-mni-64-edm": ScoreRecipe(data="mni3", steps=9000, precond="edm", noise=(-1.2, 1.2)),
+    "score-darcy-32": ScoreRecipe(data="darcy", size=32, channels=(16, 32, 64), steps=4000, batch_size=32,
+                                  precond="edm", data_std=1.0, noise=(-0.5, 1.2)),
 }
 
 
@@ -42,4 +45,4 @@ def train(name: str, checkpoint=None, progress: bool | None = None, **overrides)
 
 
 __all__ = ["RECIPES", "train", "DCDMRecipe", "ImageRecipe", "LPNRecipe", "ScoreRecipe", "image_data",
-           "augment_slices"]
+           "augment_slices", "augment_deform"]
