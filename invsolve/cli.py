@@ -194,7 +194,10 @@ def _cmd_train(args) -> int:
 
 
 def main(argv=None) -> int:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="invsolve", description="Scientific inverse problems in JAX.")
+    parser.add_argument("--version", action="version", version=f"invsolve {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the named experiments").set_defaults(func=_cmd_list)
     run = sub.add_parser("run", help="run a named experiment and save metrics, solution and figures")
@@ -213,7 +216,8 @@ def main(argv=None) -> int:
     rep.set_defaults(func=_cmd_reproduce)
     train = sub.add_parser("train", help="train a shipped model from its recipe (see invsolve/weights/MANIFEST.md)")
     train.add_argument("name", help="a recipe of invsolve.recipes.RECIPES: dcdm-poisson2d-64, dcdm-poisson3d-32, "
-                       "lpn-ellipses-64, lpn-mni-64, score-ellipses-64 or score-mni-64")
+                       "lpn-ellipses-64, lpn-mni-64, score-ellipses-64, score-mni-64, score-mni-64-edm or "
+                       "score-darcy-32")
     train.add_argument("--out", required=True, help="where to write the weights (.npz)")
     train.add_argument("--checkpoint", default=None, help="checkpoint file (.npz): written as it trains, resumed from")
     train.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a recipe field (repeatable)")

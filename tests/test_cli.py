@@ -17,6 +17,28 @@ def test_list(capsys):
     assert "poisson-inverse" in out and "poisson-kappa" in out
 
 
+def test_version_prints_the_package_version(capsys):
+    import invsolve
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"invsolve {invsolve.__version__}"
+
+
+def test_the_project_has_its_license_and_citation():
+    """pyproject says Apache-2.0: the LICENSE file is that text; CITATION.cff names the
+    library, its version and the licence."""
+    import invsolve
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "LICENSE")) as f:
+        text = f.read()
+    assert "Apache License" in text and "Version 2.0, January 2004" in text and "END OF TERMS AND CONDITIONS" in text
+    with open(os.path.join(root, "CITATION.cff")) as f:
+        cff = f.read()
+    assert "cff-version: 1.2.0" in cff and f"version: {invsolve.__version__}" in cff and "license: Apache-2.0" in cff
+
+
 def test_unknown_experiment_exits_nonzero_and_lists_known_ones():
     proc = subprocess.run([sys.executable, "-m", "invsolve.cli", "run", "no-such-thing"],
                           capture_output=True, text=True)
