@@ -152,8 +152,9 @@ def test_edm_preconditioning_is_karras_table_1():
     np.testing.assert_allclose(prior.denoise(x, t), want, rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="precond must be 'eps' or 'edm'"):
         ScorePrior.init((5,), jax.random.key(0), precond="x0")
-    with pytest.raises(ValueError, match=r"noise must be \(P_mean, P_std > 0\)"):
-        ScorePrior.train(np.zeros((4, 5), np.float32), steps=1, noise=(0.0, -1.0), hidden=8, depth=1)
+    for bad in [(0.0, -1.0), 1.2, (0.0, "x"), (float("nan"), 1.0)]:
+        with pytest.raises(ValueError, match=r"noise must be \(P_mean, P_std > 0\)"):
+            ScorePrior.train(np.zeros((4, 5), np.float32), steps=1, noise=bad, hidden=8, depth=1)
 
 
 @pytest.mark.slow  # 18 s on a quiet 2-core machine, cold cache

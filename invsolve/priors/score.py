@@ -421,8 +421,8 @@ class ScorePrior(AbstractScorePrior):
     ``c_out = sigma sd / sqrt(sigma^2 + sd^2)``, so that
     ``eps = (x - D) / sigma = x sigma / (sigma^2 + sd^2) - sd F / sqrt(sigma^2 + sd^2)``:
     a unit-variance target at every noise level. ``params`` are the exponential moving
-    average of the training iterates. Float32 parameters by default; inputs are cast to them and results
-    back to the input's dtype.
+    average of the training iterates. Float32 parameters by default; inputs are cast to them
+    and results back to the input's dtype.
 
     Attributes:
         graphdef, params: the flax NNX network. sde: `VP` or `VE`.
@@ -557,8 +557,13 @@ class ScorePrior(AbstractScorePrior):
                 ``precond``, ...).
         """
         replicate, shard = data_parallel(devices)
-        if noise is not None and not (len(noise) == 2 and float(noise[1]) > 0):
-            raise ValueError(f"ScorePrior.train: noise must be (P_mean, P_std > 0), got {noise!r}.")
+        if noise is not None:
+            try:
+                ok = len(noise) == 2 and bool(np.isfinite(float(noise[0]))) and float(noise[1]) > 0
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise ValueError(f"ScorePrior.train: noise must be (P_mean, P_std > 0), got {noise!r}.")
 
         check_nonneg("ScorePrior.train steps", steps, integer=True, allow_none=False)
         if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
