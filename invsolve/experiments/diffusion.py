@@ -255,6 +255,20 @@ def _zcut(v):
     return np.asarray(v[:, :, 32])
 
 
+def _z_error(v, vol):
+    """RMS error of the differences between neighbouring slices (how consistent along z)."""
+    return float(jnp.sqrt(jnp.mean((jnp.diff(v, axis=0) - jnp.diff(vol, axis=0)) ** 2)))
+
+
+def _stack_fields(vol, estimates: dict):
+    """The figure panels of a 3D run: the middle axial slice, then a z cut, of the truth and
+    of each named estimate."""
+    mid = vol.shape[0] // 2
+    stacks = {"truth": vol, **estimates}
+    return {**{f"{k} (axial)": np.asarray(v[mid]) for k, v in stacks.items()},
+            **{f"{k} (z cut)": _zcut(v) for k, v in stacks.items()}}
+
+
 def run_mbir(cfg: MBIRConfig, seed: int) -> Outcome:
     prior, vol, prob = _stack(cfg, seed)
     out, sols = {}, {}
@@ -265,15 +279,12 @@ def run_mbir(cfg: MBIRConfig, seed: int) -> Outcome:
                            key=jax.random.fold_in(jax.random.key(seed), 1))
         v = sols[name].value
         out[name] = {"psnr": float(metrics.psnr(v, vol)),
-                     "z_error": float(jnp.sqrt(jnp.mean((jnp.diff(v, axis=0) - jnp.diff(vol, axis=0)) ** 2))),
+                     "z_error": _z_error(v, vol),
                      "time_s": time.perf_counter() - t0}
     extra = {"psnr": out["mbir"]["psnr"], "psnr_independent_slices": out["independent"]["psnr"],
              "z_error": out["mbir"]["z_error"], "z_error_independent_slices": out["independent"]["z_error"],
              "time_s": out["mbir"]["time_s"], "time_independent_s": out["independent"]["time_s"]}
-    mid = cfg.n_slices // 2
-    fields = {"truth (axial)": np.asarray(vol[mid]), "MBIR (axial)": np.asarray(sols["mbir"].value[mid]),
-              "independent (axial)": np.asarray(sols["independent"].value[mid]), "truth (z cut)": _zcut(vol),
-              "MBIR (z cut)": _zcut(sols["mbir"].value), "independent (z cut)": _zcut(sols["independent"].value)}
+    fields = _stack_fields(vol, {"MBIR": sols["mbir"].value, "independent": sols["independent"].value})
     return Outcome(sols["mbir"], fields, paper=PAPER["mbir"], extra_metrics=extra)
 
 
@@ -325,11 +336,8 @@ def run_dds3d(cfg: DDS3DConfig, seed: int) -> Outcome:
         out[f"nfe_{name}"] = int(sol.stats["nfe"])
     extra = {"psnr": out["psnr_dds"], **out, "speedup_over_mbir": out["time_mbir_s"] / out["time_dds_s"],
              "chi2": float(prob.normalized_chi2(sols["dds"].value)),
-             "z_error": float(jnp.sqrt(jnp.mean((jnp.diff(sols["dds"].value, axis=0) - jnp.diff(vol, axis=0)) ** 2)))}
-    mid = cfg.n_slices // 2
-    fields = {"truth (axial)": np.asarray(vol[mid]), "DDS-3D (axial)": np.asarray(sols["dds"].value[mid]),
-              "MBIR (axial)": np.asarray(sols["mbir"].value[mid]), "truth (z cut)": _zcut(vol),
-              "DDS-3D (z cut)": _zcut(sols["dds"].value), "MBIR (z cut)": _zcut(sols["mbir"].value)}
+             "z_error": _z_error(sols["dds"].value, vol)}
+    fields = _stack_fields(vol, {"DDS-3D": sols["dds"].value, "MBIR": sols["mbir"].value})
     return Outcome(sols["dds"], fields, paper=PAPER["dds"], extra_metrics=extra)
 
 

@@ -89,6 +89,10 @@ class _Sampler(_Diffusion):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{type(self).__name__}: {n} must be a positive integer, got {v!r}.")
 
+    def _check_nonneg(self, *names):
+        for n in names:
+            check_nonneg(f"{type(self).__name__} {n}", getattr(self, n), allow_none=False)
+
 
 # --------------------------------------------------------------------------------------
 # DDS
@@ -123,9 +127,7 @@ class DDS(_Sampler):
     def __check_init__(self):
         self._check()
         self._check_counts("cg_steps", "admm_steps")
-        check_nonneg("DDS eta", self.eta, allow_none=False)
-        check_nonneg("DDS tv_z", self.tv_z, allow_none=False)
-        check_nonneg("DDS rho", self.rho, allow_none=False)
+        self._check_nonneg("eta", "tv_z", "rho")
 
     @property
     def requires(self):
@@ -202,8 +204,7 @@ class DiffPIR(_Sampler):
     def __check_init__(self):
         self._check()
         self._check_counts("cg_steps")
-        check_nonneg("DiffPIR lam", self.lam, allow_none=False)
-        check_nonneg("DiffPIR zeta", self.zeta, allow_none=False)
+        self._check_nonneg("lam", "zeta")
         if self.zeta > 1:
             raise ValueError(f"DiffPIR: zeta mixes fresh noise into the re-noising step and must be in [0, 1], "
                              f"got {self.zeta!r}.")
@@ -296,8 +297,7 @@ class DAPS(_Sampler):
     def __check_init__(self):
         self._check_counts("n_anneal", "n_ode", "n_langevin")
         self._check()
-        for n in ("lr", "r_scale", "sigma_max", "sigma_min"):
-            check_nonneg(f"DAPS {n}", getattr(self, n), allow_none=False)
+        self._check_nonneg("lr", "r_scale", "sigma_max", "sigma_min")
         if not 0 < self.sigma_min < self.sigma_max:
             raise ValueError(f"DAPS: need 0 < sigma_min < sigma_max, got {self.sigma_min!r} and {self.sigma_max!r}.")
 
@@ -372,8 +372,7 @@ class PnPDM(_Sampler):
     def __check_init__(self):
         self._check()
         self._check_counts("n_prior", "cg_steps", "n_langevin")
-        for n in ("rho_max", "rho_min", "lr"):
-            check_nonneg(f"PnPDM {n}", getattr(self, n), allow_none=False)
+        self._check_nonneg("rho_max", "rho_min", "lr")
         if not 0 < self.rho_min <= self.rho_max:
             raise ValueError(f"PnPDM: need 0 < rho_min <= rho_max, got {self.rho_min!r} and {self.rho_max!r}.")
 
@@ -461,9 +460,7 @@ class STSL(_Sampler):
 
     def __check_init__(self):
         self._check()
-        check_nonneg("STSL zeta", self.zeta, allow_none=False)
-        check_nonneg("STSL omega", self.omega, allow_none=False)
-        check_nonneg("STSL sigma_2nd", self.sigma_2nd, allow_none=False)
+        self._check_nonneg("zeta", "omega", "sigma_2nd")
 
     def step_cost(self, problem):
         return {"nfe": 2 if self.omega else 1, "n_forward": 4 if self.omega else 2,
