@@ -114,3 +114,10 @@ def test_verdict_needs_every_criterion_and_an_experiment_needs_criteria_at_both_
         experiments.Experiment("x", "d", lambda c, s: None, None, None, criteria=(C("a", "<=", 1.0, None, "s"),))
     with pytest.raises(ValueError, match="op must be one of"):
         C("a", "==", 1.0, 1.0, "s")
+
+
+def test_darcy_refuses_an_unknown_primary_sampler_before_any_work():
+    from invsolve.experiments import darcy
+
+    with pytest.raises(ValueError, match="primary must be one of daps, pnpdm, dps, got 'nuts'"):
+        darcy.run_darcy(darcy.DarcyConfig(primary="nuts"), 0)
