@@ -12,7 +12,7 @@ seed, warm-up, target acceptance and tree depth):
 2. tumour, the quick experiment's case (MNI152 axial slice at 3 mm, 50 x 63, 263 explicit
    steps per simulation, float32; D, rho and the 2-D seed, uniform prior on the box): the cost
    per effective sample (sampling wall time / the smallest ESS over the parameters) is the
-   issue's number.
+   number this benchmark reports.
 
 Times exclude compilation (a first call with the same shapes compiles; reported apart).
 """

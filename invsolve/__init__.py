@@ -7,9 +7,10 @@ One verb, ``invsolve.solve(problem, solver, key=...) -> Solution``; forward mode
 from . import distributed, linalg, metrics, priors, problems, solvers
 from ._batch import solve_batch
 from ._driver import DeviceLoop, HostLoop
-from ._linop import AbstractLinearOperator, MatrixOperator
+from ._linop import AbstractLinearOperator, FunctionOperator, MatrixOperator
 from ._problem import (
-    AbstractProblem, GaussianNoise, HasForward, HasLinearOperator, HasResidual, HasSimulator, LinearInverse, LinearSystem,
+    AbstractProblem, ForwardProblem, GaussianNoise, HasForward, HasLinearOperator, HasResidual, HasSimulator, LinearInverse,
+    LinearSystem, PoissonGaussianNoise, PoissonNoise,
 )
 from ._solution import RESULTS, Estimate, Solution, SolveError
 from ._solve import ProblemSolverIncompatible, solve
@@ -21,6 +22,6 @@ __all__ = [
     "solve", "solve_batch", "Solution", "RESULTS", "SolveError", "ProblemSolverIncompatible", "Estimate",
     "HostLoop", "DeviceLoop", "AbstractSolver", "AbstractOptaxSolver", "AbstractProblem",
     "HasForward", "HasLinearOperator", "HasResidual", "HasSimulator", "LinearSystem", "LinearInverse", "GaussianNoise",
-    "AbstractLinearOperator", "MatrixOperator",
+    "ForwardProblem", "PoissonNoise", "PoissonGaussianNoise", "AbstractLinearOperator", "MatrixOperator", "FunctionOperator",
     "problems", "solvers", "priors", "metrics", "linalg", "distributed",
 ]

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from typing import Any, Callable
@@ -18,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._hostrun import HostRun
+from ._hostrun import HostRun, load_or_restart, scoped_checkpoint
 from ._solution import RESULTS, Solution, SolveError
 from .io import fingerprint, pack_checkpoint, unpack_checkpoint
 
@@ -93,16 +94,19 @@ def _jit_init(solver, problem, key, max_steps, state, num_steps=0):
     return _init_carry(solver, problem, key, max_steps, state, num_steps)
 
 
-def _loop(solver, problem, carry, max_steps, length: int, record: bool = True):
-    """Step while not done, at most ``length`` times, in one ``lax.while_loop``; the
+def _loop(solver, problem, carry, max_steps, length: int, record: bool = True, limit=None):
+    """Step while not done, at most ``length`` times (or ``limit`` <= ``length``, a traced
+    count, so a host loop sizes its chunks without recompiling), in one ``lax.while_loop``; the
     diagnostics of step ``i`` go to row ``i`` of the history (NaN after the last step).
     A while loop (not a scan with a ``cond`` per step) keeps the state in place: the
     cond version copied it every step and ran CG 1.6-3x slower than a plain loop."""
     spec = _info_spec(solver, problem, carry, max_steps)
     hist = jax.tree.map(lambda s: jnp.full((length, *s.shape), jnp.nan, s.dtype), spec) if record else {}
 
+    limit = length if limit is None else jnp.minimum(limit, length)
+
     def cond(c):
-        return ~c[0].done & (c[2] < length)
+        return ~c[0].done & (c[2] < limit)
 
     def body(c):
         carry, hist, i = c
@@ -116,8 +120,40 @@ def _loop(solver, problem, carry, max_steps, length: int, record: bool = True):
 
 
 @eqx.filter_jit
-def _jit_chunk(solver, problem, carry, max_steps, chunk: int):
-    return _loop(solver, problem, carry, max_steps, chunk)
+def _jit_chunk(solver, problem, carry, max_steps, chunk: int, limit):
+    return _loop(solver, problem, carry, max_steps, chunk, limit=limit)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a host-driven solve or training: ``step`` is the last finished step,
+    ``checkpoint`` the file it was saved to (None: not saved)."""
+
+    def __init__(self, name: str, step: int, checkpoint=None):
+        super().__init__(f"{name} interrupted at step {step}")
+        self.name, self.step, self.checkpoint = name, step, checkpoint
+
+
+class _ChunkClock:
+    """Chunk lengths for a host loop: the progress bar and Ctrl-C hear from the device at
+    least every ``every_s`` seconds (and, with a bar, every 2 % of the budget), never more
+    than ``cap`` steps at once. The first chunk (it compiles) is one step; lengths then
+    grow 8x per chunk until the measured step rate sets them."""
+
+    def __init__(self, cap: int, budget: int, bar: bool, every_s: float = 1.0):
+        self.cap = max(1, min(cap, max(1, -(-budget * 2 // 100)) if bar else cap))
+        self.every_s, self.n, self.calls = every_s, 1, 0
+
+    def next(self) -> int:
+        return self.n
+
+    def record(self, steps: int, seconds: float) -> None:
+        self.calls += 1
+        if self.calls == 1 or steps == 0:
+            self.n = min(self.cap, 8)
+        elif seconds < 0.1 * self.every_s:  # too short to time well: grow
+            self.n = min(self.cap, self.n * 8)
+        else:
+            self.n = int(min(self.cap, max(1, steps * self.every_s / seconds)))
 
 
 # --------------------------------------------------------------------------------------
@@ -197,13 +233,19 @@ class HostLoop(eqx.Module):
     """Run a solver in compiled chunks of ``chunk_size`` steps with Python in between.
 
     Args:
-        chunk_size: at most this many steps per compiled call (one ``lax.while_loop``).
+        chunk_size: at most this many steps per compiled call (one ``lax.while_loop``, compiled
+            once); within it, chunk lengths follow the measured step rate so that the progress
+            bar and Ctrl-C hear from the device about every second (with a bar, also every 2 %
+            of the budget).
         progress: show a tqdm bar with the latest loss/residual (None: only on a terminal).
         checkpoint: path of an ``.npz`` file. Written every ``checkpoint_every`` chunks; if it
             exists when the solve starts, the solve resumes from it. A file written by another
             run (other data, solver settings, key or starting state: a fingerprint of all of
             them is stored) or one that cannot be read raises `invsolve.io.CheckpointError`.
         checkpoint_every: chunks between checkpoints.
+        checkpoint_every_s: and at least this many seconds between them (0: no time limit).
+            The last step is always saved, and so is the last finished chunk on Ctrl-C, which
+            raises `Interrupted` (a ``KeyboardInterrupt``) with the step reached.
         callback: ``callback(num_steps, info)`` after each chunk, ``info`` the last step's
             diagnostics (floats); for logging, or to stop a run by raising.
     """
@@ -213,12 +255,17 @@ class HostLoop(eqx.Module):
     checkpoint: str | os.PathLike | None = None
     checkpoint_every: int = 1
     callback: Callable | None = None
+    checkpoint_every_s: float = 0.0
+    scoped: bool = False  # made by `checkpoint_scope`: a file of another run is replaced, not refused
 
     def __check_init__(self):
         for name in ("chunk_size", "checkpoint_every"):
             v = getattr(self, name)
             if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"HostLoop: {name} must be a positive integer, got {v!r}.")
+        cs = self.checkpoint_every_s
+        if isinstance(cs, (bool, np.bool_)) or not isinstance(cs, (int, float, np.number)) or not cs >= 0:
+            raise ValueError(f"HostLoop: checkpoint_every_s must be a number of seconds >= 0, got {cs!r}.")
         if self.checkpoint is not None and not isinstance(self.checkpoint, (str, os.PathLike)):
             raise TypeError(f"HostLoop: checkpoint must be a file path (str or os.PathLike) or None, got "
                             f"{type(self.checkpoint).__name__} {self.checkpoint!r}.")
@@ -231,30 +278,41 @@ class HostLoop(eqx.Module):
         max_steps_arr = np.asarray(max_steps, np.int32)  # no device op, no tiny compile
         history: dict[str, list] = {}
         fp = "" if self.checkpoint is None else run_fingerprint(solver, problem, key, state)
-        run = HostRun(type(solver).__name__, path=self.checkpoint, fingerprint=fp, progress=self.progress)
+        run = HostRun(type(solver).__name__, path=self.checkpoint, fingerprint=fp, progress=self.progress,
+                      every_s=float(self.checkpoint_every_s))
         with compile_timer() as ct, run:
             carry = _jit_init(solver, problem, key, max_steps_arr, state)
-            saved = run.load()
+            saved = load_or_restart(run, self.scoped)
             if saved is not None:
                 saved, history = unpack_checkpoint(self.checkpoint, *saved, carry)
                 carry = _jit_init(solver, problem, key, max_steps_arr, saved.state, saved.num_steps)
                 carry = eqx.tree_at(lambda c: (c.best_loss, c.first_loss), carry, (saved.best_loss, saved.first_loss))
+            if saved is not None:
+                print(f"invsolve: resuming {run.name} from step {int(carry.num_steps)} ({run.path})", file=sys.stderr)
             run.start(max_steps, int(carry.num_steps))
             chunks = 0
-            while not bool(carry.done):
-                before = int(carry.num_steps)
-                carry, infos = _jit_chunk(solver, problem, carry, max_steps_arr, int(self.chunk_size))
-                k = int(carry.num_steps) - before
-                infos = jax.device_get(infos)
-                for name, v in infos.items():
-                    history.setdefault(name, []).append(np.asarray(v[:k]))
-                last = {name: float(np.asarray(v[k - 1])) for name, v in infos.items()} if k else {}
-                chunks += 1
-                run.advance(k, last)
-                if chunks % int(self.checkpoint_every) == 0 or bool(carry.done):
+            clock = _ChunkClock(int(self.chunk_size), max_steps, run.bar is not None)
+            try:
+                while not bool(carry.done):
+                    before, t_chunk = int(carry.num_steps), time.perf_counter()
+                    carry, infos = _jit_chunk(solver, problem, carry, max_steps_arr, int(self.chunk_size),
+                                              np.asarray(clock.next(), np.int32))
+                    k = int(carry.num_steps) - before
+                    clock.record(k, time.perf_counter() - t_chunk)
+                    infos = jax.device_get(infos)
+                    for name, v in infos.items():
+                        history.setdefault(name, []).append(np.asarray(v[:k]))
+                    last = {name: float(np.asarray(v[k - 1])) for name, v in infos.items()} if k else {}
+                    chunks += 1
+                    run.advance(k, last)
+                    if (chunks % int(self.checkpoint_every) == 0 and run.due()) or bool(carry.done):
+                        run.save(*pack_checkpoint(carry, history))
+                    if self.callback is not None:
+                        self.callback(int(carry.num_steps), last)
+            except KeyboardInterrupt:
+                if run.path is not None:  # everything up to the last finished chunk
                     run.save(*pack_checkpoint(carry, history))
-                if self.callback is not None:
-                    self.callback(int(carry.num_steps), last)
+                raise Interrupted(run.name, int(carry.num_steps), run.path) from None
             hist = {n: np.concatenate(v) if v else np.zeros((0,)) for n, v in history.items()}
             stats = {"num_steps": int(carry.num_steps)}
             sol = _finish(problem, solver, carry, hist, stats, throw, host=True)
@@ -262,6 +320,13 @@ class HostLoop(eqx.Module):
         sol.stats["wall_time_s"] = time.perf_counter() - t0
         sol.stats["compile_time_s"] = ct.seconds
         return sol
+
+
+def default_host_loop() -> HostLoop:
+    """The driver of a `solve` without one: a plain `HostLoop`, checkpointing inside a
+    `invsolve._hostrun.checkpoint_scope`."""
+    path, every_s = scoped_checkpoint("solve")
+    return HostLoop() if path is None else HostLoop(checkpoint=path, checkpoint_every_s=every_s, scoped=True)
 
 
 def run_fingerprint(solver, problem, key, state) -> str:

@@ -127,3 +127,105 @@ class MatrixOperator(AbstractLinearOperator):
     @property
     def positive_definite(self):
         return self.tags[1]
+
+
+class FunctionOperator(AbstractLinearOperator):
+    """A matrix-free linear operator from two JAX functions: ``mv(x)`` and its transpose ``rmv(r)``.
+
+    ``mv`` maps an array of ``in_shape`` to one of ``out_shape``; ``rmv`` maps ``out_shape`` back
+    to ``in_shape`` and must be the exact transpose (``<mv(x), r> == <x, rmv(r)>``: the
+    least-squares solvers and gradients rely on it). ``rmv=None`` derives it from ``mv`` with
+    ``jax.linear_transpose`` (exact, at the cost of tracing ``mv`` once more per call). Both
+    functions must be linear, pure and jit/vmap-safe. Shapes are checked at construction with
+    ``jax.eval_shape`` (nothing is computed).
+
+    Args:
+        mv: ``x (in_shape) -> A x (out_shape)``.
+        rmv: ``r (out_shape) -> A^T r (in_shape)``, or None.
+        in_shape, out_shape: the shapes of the unknown and of the data (tuples of ints; an int
+            is a 1-D shape).
+        dtype: the operator's floating dtype (default: JAX's default float, float64 under x64).
+        symmetric, positive_definite: structural tags (CG needs both; ``symmetric`` needs
+            ``in_shape == out_shape``).
+    """
+
+    matvec: object = eqx.field(static=True)
+    rmatvec: object = eqx.field(static=True)
+    shapes: tuple[tuple[int, ...], tuple[int, ...]] = eqx.field(static=True)  # (in, out)
+    dtype_: object = eqx.field(static=True)
+    tags: tuple[bool, bool] = eqx.field(static=True)  # (symmetric, pd)
+
+    def __init__(self, mv, rmv, in_shape, out_shape, dtype=None, symmetric=False, positive_definite=False):
+        if not callable(mv) or not (rmv is None or callable(rmv)):
+            raise TypeError(f"FunctionOperator: mv and rmv must be functions (rmv may be None), got "
+                            f"{type(mv).__name__} and {type(rmv).__name__}.")
+        in_shape, out_shape = _shape("in_shape", in_shape), _shape("out_shape", out_shape)
+        dtype = jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
+        if not jnp.issubdtype(dtype, jnp.inexact):
+            raise TypeError(f"FunctionOperator: dtype must be a floating dtype such as jnp.float64, got {dtype}.")
+        if symmetric and in_shape != out_shape:
+            raise ValueError(f"FunctionOperator: a symmetric operator maps a shape to itself, got in_shape "
+                             f"{in_shape} and out_shape {out_shape}.")
+        _check_map("mv", mv, in_shape, out_shape, dtype)
+        if rmv is not None:
+            _check_map("rmv", rmv, out_shape, in_shape, dtype)
+        self.matvec, self.rmatvec = mv, rmv
+        self.shapes, self.dtype_ = (in_shape, out_shape), dtype
+        self.tags = (bool(symmetric), bool(positive_definite))
+
+    def mv(self, x):
+        return self.matvec(x)
+
+    def _rmv(self, r):
+        if self.rmatvec is not None:
+            return self.rmatvec(r)
+        (xt,) = jax.linear_transpose(self.matvec, jax.ShapeDtypeStruct(self.in_shape, self.dtype_))(r)
+        return xt
+
+    def transpose(self):
+        return FunctionOperator(self._rmv, self.matvec, self.out_shape, self.in_shape, self.dtype_, *self.tags)
+
+    @property
+    def in_shape(self):
+        return self.shapes[0]
+
+    @property
+    def out_shape(self):
+        return self.shapes[1]
+
+    @property
+    def dtype(self):
+        return self.dtype_
+
+    @property
+    def symmetric(self):
+        return self.tags[0]
+
+    @property
+    def positive_definite(self):
+        return self.tags[1]
+
+
+def _shape(name, shape) -> tuple[int, ...]:
+    try:
+        out = (int(shape),) if np.ndim(shape) == 0 else tuple(int(s) for s in shape)
+    except (TypeError, ValueError):
+        out = None
+    if out is None or any(s < 0 for s in out):
+        raise ValueError(f"FunctionOperator: {name} must be a tuple of non-negative ints, got {shape!r}.")
+    return out
+
+
+def _check_map(name, fn, shape_in, shape_out, dtype) -> None:
+    """``fn`` maps an array of ``shape_in`` to one of ``shape_out`` (checked by ``jax.eval_shape``)."""
+    try:
+        got = jax.eval_shape(fn, jax.ShapeDtypeStruct(shape_in, dtype))
+    except Exception as e:  # noqa: BLE001 -- any failure of the user's function: say where it happened
+        raise ValueError(f"FunctionOperator: {name} fails on an input of shape {shape_in} and dtype {dtype}: "
+                         f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+    if not hasattr(got, "shape"):
+        raise ValueError(f"FunctionOperator: {name} must return one array, got {jax.tree.structure(got)}.")
+    if tuple(got.shape) != shape_out:
+        raise ValueError(f"FunctionOperator: {name} maps an input of shape {shape_in} to shape {tuple(got.shape)}, "
+                         f"but {shape_out} was declared ({'out_shape' if name == 'mv' else 'in_shape'}); fix the "
+                         "shapes or the function.")

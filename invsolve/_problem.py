@@ -40,6 +40,97 @@ class GaussianNoise(eqx.Module):
         return 0.5 * jnp.sum(r * r)
 
 
+def _nonneg_array(owner, name):
+    message = f"{owner}: {name} must be non-negative and finite in every entry"
+
+    def convert(value):
+        a = as_array(value, message)
+        return check_value(a, ~jnp.all(jnp.isfinite(a) & (a >= 0)), message, got=lambda: _summary(a))
+
+    return convert
+
+
+class PoissonNoise(eqx.Module):
+    """Photon / particle counts: ``y ~ Poisson(prediction + background)`` entry by entry.
+
+    ``y`` are counts (non-negative; integers, stored as floats), ``prediction`` the expected
+    counts (>= 0, data units), ``background`` a known expected count added to every datum (a
+    scalar or one per datum, >= 0; dark current, scatter). With ``lam = prediction + background``
+    the negative log-likelihood, up to the constant ``sum log y!``, is::
+
+        sum(lam - y log lam)
+
+    A rate that reaches 0 where ``y > 0`` gives ``+inf``; keep the prediction positive (e.g.
+    ``constrain=jnp.exp`` in `ForwardProblem`) or use a positive ``background``.
+    """
+
+    background: jax.Array = eqx.field(default=0.0, converter=_nonneg_array("PoissonNoise", "background"))
+
+    def neg_log_likelihood(self, prediction, y):
+        """``sum(lam - y log lam)``, ``lam = prediction + background`` (``0 log 0 = 0``)."""
+        lam = prediction + self.background
+        return jnp.sum(lam - jnp.where(y > 0, y * jnp.log(jnp.where(y > 0, lam, 1.0)), 0.0))
+
+
+class PoissonGaussianNoise(eqx.Module):
+    """Counts read out with additive Gaussian read noise:
+    ``y = Poisson(lam) + N(0, read_sigma^2)``, ``lam = prediction + background`` (data units:
+    counts, e.g. photo-electrons; ``read_sigma`` the read-noise standard deviation, a scalar
+    or one per datum, > 0).
+
+    The exact likelihood is an infinite sum; two standard approximations (Chouzenoux et al.,
+    "A convex approach for image restoration with exact Poisson-Gaussian likelihood",
+    SIAM J. Imaging Sci. 8(4), 2015, Sec. 2, review both):
+
+    * ``"shifted_poisson"`` (default; Snyder, Hammoud & White, JOSA A 10(5), 1993): the shifted
+      datum ``y + s^2`` is taken as ``Poisson(lam + s^2)`` (mean and variance match), so up to a
+      constant::
+
+          sum((lam + s^2) - max(y + s^2, 0) log(lam + s^2))
+
+    * ``"gaussian"``: ``y ~ N(lam, lam + s^2)``, i.e.::
+
+          sum((y - lam)^2 / (2 (lam + s^2)) + log(lam + s^2) / 2)
+
+    Both stay finite for ``lam >= 0`` (``s > 0``), so a prediction may touch zero.
+    """
+
+    read_sigma: jax.Array = eqx.field(converter=_nonneg_array("PoissonGaussianNoise", "read_sigma"))
+    background: jax.Array = eqx.field(default=0.0, converter=_nonneg_array("PoissonGaussianNoise", "background"))
+    approximation: str = eqx.field(default="shifted_poisson", static=True)
+
+    def __check_init__(self):
+        if self.approximation not in ("shifted_poisson", "gaussian"):
+            raise ValueError(f"PoissonGaussianNoise: approximation must be 'shifted_poisson' or 'gaussian', got "
+                             f"{self.approximation!r}.")
+        if not isinstance(self.read_sigma, jax.core.Tracer) and not bool(jnp.all(self.read_sigma > 0)):
+            raise ValueError("PoissonGaussianNoise: read_sigma must be positive in every entry (for no read "
+                             "noise use PoissonNoise).")
+
+    def neg_log_likelihood(self, prediction, y):
+        """The approximate negative log-likelihood above (up to a constant in ``prediction``)."""
+        s2 = jnp.square(self.read_sigma)
+        v = prediction + self.background + s2
+        if self.approximation == "gaussian":
+            return jnp.sum(0.5 * jnp.square(y - (v - s2)) / v + 0.5 * jnp.log(v))
+        return jnp.sum(v - jnp.maximum(y + s2, 0.0) * jnp.log(v))
+
+
+def as_noise(noise):
+    """A noise model from ``noise``: a real number or an array of them is a Gaussian ``sigma``
+    (`GaussianNoise`); a noise model passes unchanged (anything else too: the problem's check
+    names it)."""
+    if callable(getattr(noise, "neg_log_likelihood", None)) or isinstance(noise, (str, bytes, dict)) or noise is None:
+        return noise
+    try:
+        a = np.asarray(noise) if not isinstance(noise, jax.Array) else noise
+    except (TypeError, ValueError):
+        return noise
+    if getattr(a, "dtype", None) is not None and (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        return GaussianNoise(noise)
+    return noise
+
+
 class AbstractProblem(eqx.Module):
     """Base of every problem. ``y_obs`` are the data, ``x_true`` the ground truth or None."""
 
@@ -135,16 +226,24 @@ class LinearSystem(HasLinearOperator):
 class LinearInverse(HasLinearOperator):
     """``y = A x + noise`` with a known linear operator ``A`` (tomography, deblurring, ...).
 
+    ``LinearInverse(A, y, noise=0.1)`` takes a dense matrix for ``A`` too (a NumPy/JAX 2-D array
+    ``(m, n)``, wrapped in `MatrixOperator`: unknown of shape ``(n,)``, data ``(m,)``) and a
+    number for ``noise`` (the Gaussian ``sigma``, data units).
+
     Attributes:
-        A: the forward operator, ``A.in_shape`` the unknown's shape, ``A.out_shape`` the data's.
+        A: the forward operator (an `AbstractLinearOperator`, e.g. `FunctionOperator`, or a 2-D
+            matrix), ``A.in_shape`` the unknown's shape, ``A.out_shape`` the data's.
         y_obs: the data, shape ``A.out_shape``.
-        noise: `GaussianNoise` (``sigma`` scalar or of the data's shape: weighted least squares).
+        noise: a noise model: `GaussianNoise` (``sigma`` scalar or of the data's shape: weighted
+            least squares; a number or array here is that ``sigma``), or `PoissonNoise` /
+            `PoissonGaussianNoise` (for likelihood-based solvers such as `GradientMAP`; the
+            least-squares solvers need Gaussian noise).
         x_true: the ground truth, or None.
     """
 
-    A: AbstractLinearOperator
+    A: AbstractLinearOperator = eqx.field(converter=lambda A: as_operator(A))
     y_obs: jax.Array = eqx.field(converter=lambda y: as_array(y, "LinearInverse: y_obs (the data) must be an array"))
-    noise: GaussianNoise
+    noise: Any = eqx.field(converter=lambda n: as_noise(n))
     x_true: Any = None
 
     def __check_init__(self):
@@ -179,6 +278,89 @@ class LinearInverse(HasLinearOperator):
     def with_observations(self, y_obs) -> "LinearInverse":
         """The same problem with other data (e.g. another noise draw)."""
         return LinearInverse(self.A, jnp.asarray(y_obs, self.y_obs.dtype), self.noise, self.x_true)
+
+
+class ForwardProblem(HasForward):
+    """``y = forward(theta) + noise`` from any JAX function: bring your own forward model.
+
+    ``ForwardProblem(forward, y, noise, init=theta0)`` is a `HasForward` problem, so every solver
+    that needs only a forward model takes it (`invsolve.solvers.GradientMAP`, `NUTS` with a
+    prior, ...). For a linear forward model with a known transpose, `LinearInverse` with a
+    `FunctionOperator` also opens the least-squares solvers (CGLS, ...).
+
+    Args:
+        forward: ``theta -> prediction``, an array of ``y``'s shape (data units); pure and
+            jit/grad/vmap-safe (JAX operations only).
+        y: the data, an array (integer counts are stored as floats); every entry finite.
+        noise: a noise model (`GaussianNoise`, `PoissonNoise`, `PoissonGaussianNoise`) or a
+            number or per-datum array: the Gaussian ``sigma`` (data units).
+        init: the starting ``theta`` (an array or a pytree of arrays; integers become floats):
+            it fixes the unknown's shapes and dtype.
+        constrain: ``theta -> physical unknown`` (e.g. ``jnp.exp`` for a positive
+            coefficient; applied to the estimate a solver reports), or None (identity).
+        x_true: the true physical unknown (shape of ``constrain(init)``), or None.
+
+    ``forward(init)`` is checked with ``jax.eval_shape`` (nothing is computed): its shape must
+    be ``y``'s.
+    """
+
+    forward_fn: Any = eqx.field(static=True)  # functions are static: arrays they close over are constants
+    y_obs: jax.Array
+    noise: Any
+    theta_init: Any
+    constrain_fn: Any = eqx.field(static=True)
+    x_true: Any
+
+    def __init__(self, forward, y, noise, init, constrain=None, x_true=None):
+        if not callable(forward):
+            raise TypeError(f"ForwardProblem: forward must be a function theta -> prediction, got {type(forward).__name__}.")
+        if constrain is not None and not callable(constrain):
+            raise TypeError(f"ForwardProblem: constrain must be a function or None, got {type(constrain).__name__}.")
+        y = as_array(y, "ForwardProblem: y (the data) must be an array")
+        self.forward_fn, self.constrain_fn = forward, constrain
+        self.y_obs = y if jnp.issubdtype(y.dtype, jnp.inexact) else y.astype(jnp.result_type(float))
+        self.noise = as_noise(noise)
+        self.theta_init = jax.tree.map(_float_leaf, init)
+        self.x_true = x_true
+
+    def __check_init__(self):
+        check_finite_data("ForwardProblem", "y", self.y_obs, "y (the data)")
+        check_noise("ForwardProblem", self.noise, self.y_obs)
+        if not jax.tree.leaves(self.theta_init):
+            raise ValueError(f"ForwardProblem: init must be an array or a pytree of arrays (the starting theta), got "
+                             f"{self.theta_init!r}.")
+        try:
+            pred = jax.eval_shape(self.forward_fn, self.theta_init)
+        except Exception as e:  # noqa: BLE001 -- any failure of the user's function: say where it happened
+            raise ValueError(f"ForwardProblem: forward(init) fails: {type(e).__name__}: "
+                             f"{(str(e).splitlines() or [''])[0]}") from e
+        if tuple(getattr(pred, "shape", (None,))) != tuple(self.y_obs.shape):
+            got = tuple(pred.shape) if hasattr(pred, "shape") else jax.tree.structure(pred)
+            raise ValueError(f"ForwardProblem: forward(init) has shape {got} but the data y have shape "
+                             f"{tuple(self.y_obs.shape)}; forward must predict one value per datum.")
+        if self.x_true is not None:
+            want = jax.tree.map(lambda a: tuple(a.shape), jax.eval_shape(self.constrain, self.theta_init))
+            got = jax.tree.map(lambda a: tuple(jnp.shape(a)), self.x_true)
+            if got != want:
+                raise ValueError(f"ForwardProblem: x_true has shape {got}, expected the shape of constrain(init): {want}.")
+
+    def forward(self, theta):
+        return self.forward_fn(theta)
+
+    def init_params(self):
+        return self.theta_init
+
+    def constrain(self, theta):
+        return theta if self.constrain_fn is None else self.constrain_fn(theta)
+
+    def with_observations(self, y) -> "ForwardProblem":
+        """The same problem with other data (e.g. another noise draw)."""
+        return ForwardProblem(self.forward_fn, y, self.noise, self.theta_init, self.constrain_fn, self.x_true)
+
+
+def _float_leaf(x):
+    a = as_array(x, "ForwardProblem: init must be an array or a pytree of arrays (the starting theta)")
+    return a if jnp.issubdtype(a.dtype, jnp.inexact) else a.astype(jnp.result_type(float))
 
 
 class HasResidual(AbstractProblem):
@@ -295,28 +477,49 @@ class HasSimulator(HasForward):
 # --------------------------------------------------------------------------------------
 # input checks shared by the problems
 # --------------------------------------------------------------------------------------
+def as_operator(A):
+    """A dense 2-D matrix (NumPy or JAX array, or nested lists) as a `MatrixOperator`; anything
+    else passes unchanged (the problem's check names what was wrong)."""
+    if isinstance(A, AbstractLinearOperator) or isinstance(A, (str, bytes, dict)) or A is None:
+        return A
+    if isinstance(A, (np.ndarray, jax.Array, list, tuple)) and np.ndim(A) == 2:
+        from ._linop import MatrixOperator
+
+        M = as_array(A, "a matrix A must be numeric")
+        if not jnp.issubdtype(M.dtype, jnp.inexact):
+            M = M.astype(jnp.result_type(float))
+        return MatrixOperator.from_array(M)
+    return A
+
+
 def _check_operator(owner: str, A) -> None:
     if not isinstance(A, AbstractLinearOperator):
+        extra = f" of shape {tuple(np.shape(A))}" if hasattr(A, "shape") else ""
         raise TypeError(f"{owner}: A must be a linear operator (an invsolve.AbstractLinearOperator such as "
-                        f"invsolve.MatrixOperator.from_array(M) or poisson.operator(...)), got {type(A).__name__}.")
+                        f"invsolve.MatrixOperator.from_array(M) or poisson.operator(...)"
+                        f"{', or a 2-D matrix' if owner == 'LinearInverse' else ''}), got {type(A).__name__}{extra}.")
 
 
 def check_noise(owner: str, noise, y_obs) -> None:
-    """``noise`` is a noise model (``neg_log_likelihood``); a `GaussianNoise` sigma is a scalar or
-    broadcasts to the data's shape (one sigma per datum)."""
+    """``noise`` is a noise model (``neg_log_likelihood``); its per-datum parameters (a
+    `GaussianNoise` sigma, a Poisson ``background``, a ``read_sigma``) are scalars or broadcast
+    to the data's shape (one per datum)."""
     if not callable(getattr(noise, "neg_log_likelihood", None)):
-        raise TypeError(f"{owner}: noise must be a noise model such as invsolve.GaussianNoise(sigma), got "
+        raise TypeError(f"{owner}: noise must be a noise model such as invsolve.GaussianNoise(sigma) (or a positive "
+                        f"sigma), got "
                         f"{type(noise).__name__} {noise!r}.")
-    sigma = getattr(noise, "sigma", None)
-    if sigma is not None and jnp.ndim(sigma) > 0:
-        shape, data = tuple(jnp.shape(sigma)), tuple(jnp.shape(y_obs))
+    for name in ("sigma", "read_sigma", "background"):
+        value = getattr(noise, name, None)
+        if value is None or jnp.ndim(value) == 0:
+            continue
+        shape, data = tuple(jnp.shape(value)), tuple(jnp.shape(y_obs))
         try:
             ok = np.broadcast_shapes(shape, data) == data
         except ValueError:
             ok = False
         if not ok:
-            raise ValueError(f"{owner}: the noise sigma has shape {shape}, which does not fit the data of shape "
-                             f"{data}; pass a scalar sigma or one per datum (shape {data}).")
+            raise ValueError(f"{owner}: the noise {name} has shape {shape}, which does not fit the data of shape "
+                             f"{data}; pass a scalar {name} or one per datum (shape {data}).")
 
 
 def as_array(value, message: str):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ._driver import DeviceLoop, HostLoop
+from ._driver import DeviceLoop, HostLoop, default_host_loop
 from ._problem import AbstractProblem, is_key
 from ._solution import Solution
 from ._solver import AbstractSolver, check_nonneg
@@ -49,7 +49,7 @@ def solve(
                         f"{type(driver).__name__} {driver!r}.")
     traced = _is_traced((problem, solver, key, state))
     if driver is None:
-        driver = DeviceLoop() if traced else HostLoop()
+        driver = DeviceLoop() if traced else default_host_loop()
     elif traced and isinstance(driver, HostLoop):
         raise ValueError("solve: HostLoop cannot run inside jit/vmap/grad; use driver=DeviceLoop().")
     solver = solver.prepare(problem)

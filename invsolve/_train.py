@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 import jax
 import numpy as np
 
-from ._hostrun import HostRun
+from ._hostrun import HostRun, load_or_restart, scoped_checkpoint
+from ._driver import Interrupted
 from .io import fingerprint, pack_checkpoint, unpack_checkpoint
 
 
@@ -30,10 +32,16 @@ def fit(update, carry, steps: int, *, name: str, checkpoint=None, save_every_s: 
     runs, e.g. replicated over devices (`invsolve._batch.data_parallel`). Returns
     ``(carry, losses so far, wall seconds)``.
     """
+    scoped = checkpoint is None
+    if scoped:  # inside a checkpoint_scope (invsolve run): a file of its own
+        checkpoint, every_s = scoped_checkpoint("train")
+        save_every_s = min(save_every_s, every_s) if checkpoint is not None else save_every_s
     fp = "" if checkpoint is None else fingerprint(identity, carry)
     run = HostRun(name, path=checkpoint, fingerprint=fp, every_s=save_every_s, progress=progress)
     history, elapsed = [], 0.0
-    saved = run.load()
+    saved = load_or_restart(run, scoped)
+    if saved is not None:
+        print(f"invsolve: resuming {name} from its checkpoint {checkpoint}", file=sys.stderr)
     if saved is not None:
         carry, hist = unpack_checkpoint(checkpoint, *saved, carry)
         history = hist["loss"]
@@ -55,15 +63,21 @@ def fit(update, carry, steps: int, *, name: str, checkpoint=None, save_every_s: 
 
     with run.start(steps, start):
         shown = start
-        for k in range(start, steps):
-            carry, loss = update(carry, k)
-            losses.append(loss)
-            if run.refresh_due():  # the loss is fetched from the device only then
-                run.advance(k + 1 - shown, {"loss": float(np.mean(jax.device_get(losses[-100:])))})
-                shown = k + 1
-            save(False)
-            if time_limit_s is not None and time.perf_counter() - t_run >= time_limit_s:
-                break
+        try:
+            for k in range(start, steps):
+                carry, loss = update(carry, k)
+                losses.append(loss)
+                if run.refresh_due():  # the loss is fetched from the device only then
+                    run.advance(k + 1 - shown, {"loss": float(np.mean(jax.device_get(losses[-100:])))})
+                    shown = k + 1
+                save(False)
+                if time_limit_s is not None and time.perf_counter() - t_run >= time_limit_s:
+                    break
+        except KeyboardInterrupt:
+            losses = losses[: int(carry[-1]) - start]  # the step under way when Ctrl-C came is not kept
+            if checkpoint is not None:
+                save(True)
+            raise Interrupted(name, int(carry[-1]), checkpoint) from None
         run.advance(int(carry[-1]) - shown)
     if checkpoint is not None:
         save(True)

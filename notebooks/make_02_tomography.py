@@ -369,7 +369,7 @@ TV term penalises like noise. Priors *learned* from example images can describe 
 notebooks use them in the same `inv.solve` framework.
 
 Here is the same problem on an axial slice of the MNI152 brain template (`phantoms.brain_slice(128)`, which
-needs nilearn: `pip install 'invsolve[brain]'`; the test extras install it): 60 views, 1 % noise, and TV with
+needs nilearn: `pip install -e ".[brain]"`; the test extras install it): 60 views, 1 % noise, and TV with
 the same $\lambda = 10$ and 300 steps.
 """)
 

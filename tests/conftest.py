@@ -5,6 +5,9 @@ import os
 # is imported; notebook kernels started by the tests inherit it.
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 
+# the command line's own compilation cache (~/.cache/invsolve) stays off: tests use the one below
+os.environ.setdefault("INVSOLVE_NO_CACHE", "1")
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
 

@@ -183,3 +183,168 @@ def test_reproduce_writes_a_report_keeps_finished_runs_and_records_failures(tmp_
     assert cli.main(["reproduce", "--quick", "--only", "poisson-kappa", "--out", out]) == 0
     assert "| [poisson-kappa](#poisson-kappa) | PASS |" in (tmp_path / "REPORT.md").read_text()
     assert cli.main(["reproduce", "--only", "nosuch"]) == 2
+
+
+# --- misuse: one line on stderr, exit 2, nothing created ------------------------------------
+@pytest.mark.parametrize("args, message", [
+    (["--set", "noise=0"], "poisson-inverse: ValueError: noise must be a positive relative noise level"),
+    (["--set", "noise=abc"], "--set noise=abc: noise must be float, e.g. noise=0.01; got 'abc' (str)."),
+    (["--set", "shape=64"], "--set shape=64: shape must be tuple[int, ...], e.g. shape=(64, 64); got 64 (int)."),
+    (["--set", "n_sensors=2.5"], "n_sensors must be int | None"),
+    (["--set", "order"], "--set expects NAME=VALUE"),
+])
+def test_a_bad_set_is_one_line_exit_2_and_creates_nothing(tmp_path, capsys, args, message):
+    out = tmp_path / "never"
+    assert cli.main(["run", "poisson-inverse", "--quick", "--out", os.fspath(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists() and os.listdir(tmp_path) == []
+
+
+def test_a_bad_out_is_one_line_exit_2_and_creates_nothing(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out, message in [(afile, "exists and is not a folder"), (afile / "sub", "is a file, not a folder")]:
+        assert cli.main(["run", "poisson-inverse", "--quick", "--out", os.fspath(out)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    assert os.listdir(tmp_path) == ["afile"]
+
+
+def test_show_describes_fields_runtime_extras_and_criteria(capsys):
+    assert cli.main(["show", "tumor-gradient"]) == 0
+    out = capsys.readouterr().out
+    assert "tumor-gradient: Tumour D, rho and seed" in out
+    assert "runtime on 2 CPU cores: quick 5 s" in out and 'extras: brain (pip install -e ".[brain]"' in out
+    assert "axial_slice    float | None: quick 0.5, full None" in out
+    assert "|rel_err_D| <= 0.03 | |rel_err_D| <= 0.2" in out
+    assert cli.main(["show", "nosuch"]) == 2
+
+
+def test_list_has_runtime_and_extras_columns(capsys):
+    assert cli.main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["experiment", "quick", "full", "extras"]
+    row = {ln.split()[0]: ln.split() for ln in lines[1:-1]}
+    assert row["poisson-inverse"][1:4] == ["10", "s", "not"] and row["tumor-nuts"][5] == "brain"
+    assert row["ct-sparse-view"][5] == "-" and row["lpn-laplacian"][3:5] == ["10", "min"]
+
+
+def test_a_finished_run_is_kept_unless_forced_and_an_unfinished_one_resumes(tmp_path, capsys):
+    """`_choose_out`: a finished run (metrics.json) or another run's start goes to OUT-2, ...;
+    the same run's unfinished folder is resumed; --force clears ours and reuses OUT."""
+    out = os.fspath(tmp_path / "r")
+    me = {"experiment": "poisson-inverse", "quick": True, "seed": 0, "config": {"noise": 0.01}}
+    other = {**me, "seed": 1}
+    assert cli._choose_out(out, me, False) == (out, False)  # nothing there yet
+    os.makedirs(out)
+    (tmp_path / "r" / "run.json").write_text(json.dumps(me))
+    assert cli._choose_out(out, me, False) == (out, True)  # my own unfinished run: resume
+    assert cli._choose_out(out, other, False) == (out + "-2", False)  # someone else's: kept
+    (tmp_path / "r" / "metrics.json").write_text("{}")
+    (tmp_path / "r" / "notes.txt").write_text("mine")
+    os.makedirs(tmp_path / "r" / "checkpoints")
+    assert cli._choose_out(out, me, False) == (out + "-2", False)  # finished: kept
+    os.makedirs(out + "-2")
+    (tmp_path / "r-2" / "metrics.json").write_text("{}")
+    assert cli._choose_out(out, me, False) == (out + "-3", False)
+    assert "writing to" in capsys.readouterr().err
+    assert cli._choose_out(out, me, True) == (out, False)  # --force: our files go, others stay
+    assert sorted(os.listdir(out)) == ["notes.txt"]
+
+
+def test_summary_says_one_shot_and_ends_with_the_verdict():
+    record = {"experiment": "x", "quick": True, "result": "successful", "wall_time_s": 82.0, "compile_time_s": 7.5,
+              "stats": {"num_steps": 0}, "metrics": {"dice": 0.9, "cases": [1, 2]},
+              "verdict": {"pass": False, "criteria": [{"pass": False, "metric": "dice", "value": 0.9,
+                                                       "rule": "dice >= 0.95"}]}}
+    text = cli.summary_text(record)
+    assert "a one-shot method (no iterations); 82.0 s in all (compiling 7.5 s)" in text
+    assert "metrics: dice=0.9\n" in text and "cases" not in text
+    assert text.splitlines()[-2:] == ["  verdict: MISS (0 of 1 criteria at the quick setting)",
+                                      "    MISS  dice = 0.9, needs dice >= 0.95"]
+
+
+def test_the_compile_cache_is_on_by_default_and_can_be_turned_off(monkeypatch, tmp_path):
+    import jax
+
+    before = jax.config.jax_compilation_cache_dir
+    monkeypatch.setenv("XDG_CACHE_HOME", os.fspath(tmp_path))
+    try:
+        monkeypatch.setenv("INVSOLVE_NO_CACHE", "1")
+        cli._compile_cache(False)
+        assert jax.config.jax_compilation_cache_dir == before
+        monkeypatch.delenv("INVSOLVE_NO_CACHE")
+        cli._compile_cache(True)  # --no-cache
+        assert jax.config.jax_compilation_cache_dir == before
+        cli._compile_cache(False)
+        assert jax.config.jax_compilation_cache_dir == os.fspath(tmp_path / "invsolve" / "jax") == cli.cache_dir()
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+@pytest.mark.slow  # about 60 s (quiet machine): an uninterrupted run, an interrupted one and its resumption
+def test_ctrl_c_then_the_same_command_resumes_and_gives_the_same_metrics(tmp_path):
+    import re
+    import signal
+
+    env = dict(os.environ, INVSOLVE_PROGRESS="1")
+    base = [sys.executable, "-m", "invsolve.cli", "run", "poisson-inverse", "--quick", "--set", "max_steps=1000"]
+    ref = subprocess.run([*base, "--out", os.fspath(tmp_path / "ref")], capture_output=True, text=True, env=env)
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    cmd = [*base, "--out", os.fspath(tmp_path / "cut")]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    seen = ""
+    while not re.search(r"GradientMAP:\s+(1\d|[2-9]\d)%", seen):  # 10 % or more of the steps done
+        ch = proc.stderr.read(1)
+        assert ch, seen[-2000:]
+        seen += ch
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    last = err.strip().splitlines()[-1]
+    step = int(re.fullmatch(r"invsolve: interrupted at step (\d+) of GradientMAP; rerun the same command to "
+                            r"resume", last).group(1))
+    assert 100 <= step < 1000 and "Traceback" not in err
+    assert (tmp_path / "cut" / "checkpoints" / "solve-000.npz").exists()
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"resuming GradientMAP from step {step}" in again.stderr and "resuming poisson-inverse" in again.stdout
+    a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("ref", "cut"))
+    assert a["metrics"] == b["metrics"] and b["stats"]["num_steps"] == 1000
+    assert not (tmp_path / "cut" / "checkpoints").exists()  # cleared once finished
+
+
+def test_reproduce_resumes_inside_an_interrupted_experiment(tmp_path, capsys, monkeypatch):
+    """Ctrl-C after an experiment's first solve: the rerun resumes that experiment, and the
+    finished solve comes back from its checkpoint instead of running again."""
+    import jax.numpy as jnp
+
+    import invsolve as inv
+    from invsolve import experiments
+    from invsolve.problems import poisson
+
+    calls = []
+
+    def run(cfg, seed):
+        A = poisson.operator((16, 16))
+        first = inv.solve(poisson.linear_system(A, jnp.ones((16, 16))), inv.solvers.CG(rtol=1e-10))
+        calls.append(first.stats["num_steps"])
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return experiments.Outcome(first, {"u": first.value})
+
+    ok = experiments.get("poisson-kappa")
+    monkeypatch.setitem(experiments.REGISTRY, "two-step", experiments.Experiment(
+        "two-step", "a solve, then Ctrl-C", run, ok.quick, ok.full, criteria=ok.criteria))
+    out = os.fspath(tmp_path)
+    assert cli.main(["reproduce", "--quick", "--only", "two-step", "--out", out]) == 130
+    assert capsys.readouterr().err.strip().endswith("interrupted; rerun the same command to resume")
+    assert os.listdir(tmp_path / "two-step" / "checkpoints") == ["solve-000.npz"]
+    assert cli.main(["reproduce", "--quick", "--only", "two-step", "--out", out]) == 0
+    cap = capsys.readouterr()
+    n = calls[0]
+    assert n > 10 and calls == [n, n]
+    assert "resuming two-step" in cap.out and f"resuming CG from step {n}" in cap.err
+    assert (tmp_path / "two-step" / "metrics.json").exists() and not (tmp_path / "two-step" / "checkpoints").exists()

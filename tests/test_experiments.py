@@ -12,16 +12,9 @@ import pytest
 
 from invsolve import cli, experiments
 
-# Seconds of a quick run on two cores (seed 0, cold cache; `invsolve reproduce --quick`).
+# Seconds of a quick run on two cores (`experiments.RUNTIME_S`).
 # Runs of under ~10 s are in the fast tier, the rest in the slow tier.
-QUICK_SECONDS = {
-    "ct-dps": 18, "ct-limited-angle": 10, "ct-reddiff": 6, "ct-score-sde": 7, "ct-sparse-view": 5, "ct3d-mbir": 17,
-    "dcdm-poisson": 10, "dcdm-poisson-paper": 56, "flame-forward": 38, "flame-forward-sweep": 34,
-    "flame-inverse": 32, "flame-kinetics-nuts": 43, "lpn-ct": 47, "lpn-deblur": 25, "lpn-laplacian": 141,
-    "poisson-inverse": 10, "poisson-kappa": 9, "poisson-kappa-nuts": 23, "tumor-database": 38,
-    "tumor-gradient": 5, "tumor-nuts": 55, "ct-dds": 16, "ct-diffpir": 16, "ct-daps": 19, "ct-pnpdm": 18,
-    "ct-stsl": 39, "ct3d-dds": 21, "darcy-daps": 128,
-}
+QUICK_SECONDS = {name: quick for name, (quick, _) in experiments.RUNTIME_S.items()}
 FAST = {"poisson-kappa", "tumor-gradient"}
 
 # experiment -> {criterion rule: (measured value at quick settings, seed 0; op, floor)}: what

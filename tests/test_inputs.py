@@ -255,7 +255,8 @@ def test_problem_parts_of_the_wrong_kind():
         LinearSystem("A", jnp.ones((4, 4)))
     M = inv.MatrixOperator.from_array(np.eye(4))
     with pytest.raises(TypeError, match=r"LinearInverse: noise must be a noise model such as .*GaussianNoise"):
-        LinearInverse(M, jnp.ones(4), 0.1)
+        LinearInverse(M, jnp.ones(4), "0.1")
+    assert float(LinearInverse(M, jnp.ones(4), 0.1).noise.sigma) == 0.1  # a number is the Gaussian sigma
     with pytest.raises(ValueError, match=r"noise sigma has shape \(3,\), which does not fit the data of shape \(4,\)"):
         LinearInverse(M, jnp.ones(4), GaussianNoise(np.ones(3)))
     LinearInverse(M, jnp.ones(4), GaussianNoise(np.ones(4)))  # one sigma per datum

@@ -86,10 +86,29 @@ class Outcome:
     """What an experiment hands back to the CLI for saving."""
 
     solution: Any
-    fields: dict  # name -> array, plotted side by side (truth / estimate / error)
-    points: Any = None  # sensor positions to draw, (n, 2) grid coordinates
+    fields: dict  # name -> array, one panel each in this order (truth / estimates / error / std)
+    points: Any = None  # observation positions to draw: (n, 2) grid indices of 2D fields, or (n,) x of 1D ones
     paper: dict | None = None  # the paper's number(s) this run is compared with
     extra_metrics: dict = dataclasses.field(default_factory=dict)
+    # --- how `invsolve.plot.save_figures` draws ``fields`` (all optional; generic defaults) ---
+    labels: dict = dataclasses.field(default_factory=dict)  # field -> panel title (default: the key)
+    # field -> "image" | "error" (diverging, centred at 0) | "std" | "segmentation" | "profile" | "samples"
+    # (default: "error"/"std" in the key, 1D arrays "profile"; "samples": a histogram of draws)
+    kinds: dict = dataclasses.field(default_factory=dict)
+    shared: tuple | None = None  # groups of fields with one colour scale (default: all "image" fields)
+    extent: Any = None  # physical box of 2D fields ((x0, x1), (y0, y1)), or {field: box}; 1D: (x0, x1)
+    axes: tuple = ()  # axis labels with units, e.g. ("x [mm]", "y [mm]"); 1D: ("x [mm]",)
+    layout: str = "xy"  # "xy": array axis 0 is x (right), axis 1 is y (up); "image": rows top-down
+    units: dict = dataclasses.field(default_factory=dict)  # field -> colour-bar (1D: y-axis) label
+    points_label: str = "observations"  # the legend entry of ``points``
+    points_on: tuple | None = None  # the fields whose panels show ``points`` (default: the first panel)
+    classes: tuple = ()  # names of segmentation classes 0, 1, 2, ... (0 drawn transparent)
+    anatomy: Any = None  # 2D background (same layout) drawn under the segmentation fields
+    profile_x: Any = None  # x of the 1D fields (default: their index); {field: x} for different grids
+    overlays: dict = dataclasses.field(default_factory=dict)  # panel title -> 1D fields drawn on one axis
+    panel_metrics: dict = dataclasses.field(default_factory=dict)  # field -> metric keys shown in its title
+    truths: dict = dataclasses.field(default_factory=dict)  # scalar parameter -> true value (history lines)
+    ncols: int | None = None  # columns of the panel grid (default: at most 4, rows as even as possible)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +128,27 @@ class Experiment:
 
 
 REGISTRY: dict[str, Experiment] = {}
+
+# Wall seconds on 2 CPU cores (seed 0, cold cache; `invsolve reproduce --quick`): quick, and
+# full where a full run was timed (None: not timed here). `invsolve list` and `show` print them.
+RUNTIME_S: dict[str, tuple[float, float | None]] = {
+    "ct-dps": (18, None), "ct-limited-angle": (10, None), "ct-reddiff": (6, None), "ct-score-sde": (7, None),
+    "ct-sparse-view": (5, None), "ct3d-mbir": (17, None), "dcdm-poisson": (10, None),
+    "dcdm-poisson-paper": (56, None), "flame-forward": (38, None), "flame-forward-sweep": (34, None),
+    "flame-inverse": (32, None), "flame-kinetics-nuts": (43, None), "lpn-ct": (47, None), "lpn-deblur": (25, None),
+    "lpn-laplacian": (141, 600), "poisson-inverse": (10, None), "poisson-kappa": (9, None),
+    "poisson-kappa-nuts": (23, None), "tumor-database": (38, None), "tumor-gradient": (5, None),
+    "tumor-nuts": (55, None), "ct-dds": (16, None), "ct-diffpir": (16, None), "ct-daps": (19, None),
+    "ct-pnpdm": (18, None), "ct-stsl": (39, None), "ct3d-dds": (21, None), "darcy-daps": (128, None),
+}
+
+
+def extras(name: str) -> tuple[str, ...]:
+    """The optional dependencies (pyproject extras) an experiment needs: ``brain`` (nilearn,
+    which ships the MNI152 templates) for the tumour and the MNI152-slice experiments."""
+    brain = name.startswith(("tumor-", "ct3d-", "lpn-ct", "lpn-deblur")) or (
+        name.startswith("ct-") and name not in ("ct-sparse-view", "ct-limited-angle"))
+    return ("brain",) if brain else ()
 
 
 def register(exp: Experiment) -> Experiment:

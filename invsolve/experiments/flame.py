@@ -79,8 +79,30 @@ def _fields(prob, sol):
     return {"T reference [K]": ref, "T PINN [K]": T, "T error [K]": T - ref}
 
 
+def _figure(prob, case_text: str = "") -> dict:
+    """Outcome figure fields of `_fields`: T profiles over x in mm (reference and PINN on one
+    axis, the error beside), noisy probes when observed, the true constants for the history."""
+    temp = f"temperature{case_text}"
+    out = dict(overlays={temp: ("T reference [K]", "T PINN [K]")},
+               labels={"T reference [K]": "reference (Newton, fine grid)", "T PINN [K]": "PINN",
+                       "T error [K]": "PINN error (PINN − reference)", "lam": "λ [W/m/K]"},
+               units={temp: "T [K]", "T error [K]": "T error [K]"}, profile_x=np.asarray(prob.x_eval) * 1e3,
+               axes=("x [mm]",), panel_metrics={temp: (("T rel. L2", "T_rel_l2"), ("s_L rel. error", "sL_rel_err"))},
+               truths={"s_L": float(np.asarray(prob.s_L)),
+                       **{k: float(np.asarray(getattr(prob.case, k))) for k in prob.unknown if k != "s_L"}})
+    if prob.obs_x is not None:
+        out.update(points=np.stack([np.asarray(prob.obs_x) * 1e3, np.asarray(prob.obs_T)], -1), points_on=(temp,),
+                   points_label=f"noisy T data ({np.size(prob.obs_x)} points)")
+    return out
+
+
 def _f(v):
     return float(np.asarray(v))
+
+
+def _case_text(prob):
+    c = prob.case
+    return f" (φ = {float(np.asarray(c.phi)):g}, {float(np.asarray(c.p)) / flame.ATM:g} atm)"
 
 
 def run_forward(cfg: FlameForwardConfig, seed: int) -> Outcome:
@@ -91,7 +113,8 @@ def run_forward(cfg: FlameForwardConfig, seed: int) -> Outcome:
              "note": "repository s_L: first-order shooting (~5e-4 high); a CPU JAX port of the paper's "
                      "settings reached sL_rel_err -1.9e-4 (init 0.4) / -2.6e-4 (init 0.1) and T_rel_l2 "
                      "8e-4 / 2.6e-3 at phi = 0.42, 1 atm"}
-    return Outcome(sol, _fields(prob, sol), paper=paper)
+    return Outcome(sol, _fields(prob, sol), paper=paper,
+                   **_figure(prob, f" (φ = {cfg.phi:g}, {cfg.p_atm:g} atm, s_L from {cfg.s_L_init:g} m/s)"))
 
 
 def run_sweep(cfg: FlameSweepConfig, seed: int) -> Outcome:
@@ -113,7 +136,7 @@ def run_sweep(cfg: FlameSweepConfig, seed: int) -> Outcome:
     prob, sol = first
     extra = {"max_abs_sL_rel_err": worst_s, "max_T_rel_l2": worst_T, "cases": rows}
     paper = {"sL_repository": {f"p{p}_phi{phi:.2f}": flame.PAPER_SPEEDS[(p, phi, 298.0)] for p, phi in cfg.cases}}
-    return Outcome(sol, _fields(prob, sol), paper=paper, extra_metrics=extra)
+    return Outcome(sol, _fields(prob, sol), paper=paper, extra_metrics=extra, **_figure(prob, _case_text(prob)))
 
 
 def run_inverse(cfg: FlameInverseConfig, seed: int) -> Outcome:
@@ -135,7 +158,7 @@ def run_inverse(cfg: FlameInverseConfig, seed: int) -> Outcome:
     extra = {f"mean_{k}": float(np.mean([m[k] for m in per_seed])) for k in names}
     extra["per_seed"] = per_seed
     paper = {"port_one_seed_2pct_noise": {"rel_err_s_L": -5.5e-3, "rel_err_lambda": -3.0e-3, "rel_err_Ea": 1.5e-3}}
-    return Outcome(sol, _fields(prob, sol), paper=paper, extra_metrics=extra)
+    return Outcome(sol, _fields(prob, sol), paper=paper, extra_metrics=extra, **_figure(prob, _case_text(prob)))
 
 
 _QUICK = dict(steps=4000, warmup_steps=500, lbfgs_steps=0, dtype="float32")

@@ -108,8 +108,21 @@ def run_laplacian(cfg: LaplacianConfig, seed: int) -> Outcome:
     extra["denoise_mse_pm"] = float(jnp.mean((sol.value - x_true) ** 2))
     extra["denoise_mse_soft"] = float(jnp.mean((soft_threshold(y_obs, cfg.sigma) - x_true) ** 2))
     fields = {"soft-threshold": soft, "LPN proximal matching": curves["pm"], "LPN L1": curves["l1"],
-              "LPN L2": curves["l2"], "MMSE": mmse, "learned prior R(x) on [-3, 3]": R}
-    return Outcome(sol, fields, paper=PAPER, extra_metrics=extra)
+              "LPN L2": curves["l2"], "MMSE": mmse, "|x|": np.abs(np.asarray(x[:, 0])), "R(x)": R}
+    err = lambda m: f" (mean error {extra[f'prox_err_{m}']:.3f})"  # noqa: E731
+    prox = f"proximal operators at σ = {cfg.sigma:g}"
+    fig = dict(overlays={prox: ("soft-threshold", "LPN proximal matching", "LPN L1", "LPN L2", "MMSE"),
+                         "the learned prior": ("|x|", "R(x)")},
+               labels={"soft-threshold": "soft-threshold (the true prox)", "LPN proximal matching":
+                       "LPN, proximal matching" + err("pm"), "LPN L1": "LPN, L1 loss" + err("l1"),
+                       "LPN L2": "LPN, L2 loss" + err("l2"), "MMSE": "MMSE denoiser E[x | y]",
+                       "|x|": "|x| (the true prior, σ² = 1)", "R(x)": "R(x), learned (R(0) = 0)"},
+               profile_x={**{k: np.asarray(y[:, 0]) for k in curves}, "soft-threshold": np.asarray(y[:, 0]),
+                          "MMSE": np.asarray(y[:, 0]), "|x|": np.asarray(x[:, 0]), "R(x)": np.asarray(x[:, 0])},
+               axes=("y (noisy value)",), units={prox: "prox(y)", "the learned prior": "R(x)"},
+               panel_metrics={"the learned prior": (("mean gap to |x|", extra["prior_err_pm"]),)})
+    fig["axes"] = {prox: ("y (noisy value)",), "the learned prior": ("x",)}
+    return Outcome(sol, fields, paper=PAPER, extra_metrics=extra, **fig)
 
 
 register(Experiment(
@@ -227,7 +240,13 @@ def run_pnp(cfg: PnPConfig, seed: int) -> Outcome:
     truth = np.asarray(x)
     fields = {"truth": truth, base_name: np.asarray(base), "TV": np.asarray(s_tv.value),
               "PnP-ADMM LPN": np.asarray(s_lpn.value), "LPN error": np.asarray(s_lpn.value) - truth}
-    return Outcome(s_lpn, fields, paper=PAPER, extra_metrics=extra)
+    from .diffusion import mni_figure
+
+    fig = mni_figure(fields, f"test slice z = {int(zs[-1])}",
+                     {base_name: "FBP (30 views)" if cfg.task == "ct" else f"blurred data ({cfg.blur_width:g} px)",
+                      "TV": f"TV-MAP (λ = {lam_best:g})", "PnP-ADMM LPN": "PnP-ADMM with the LPN prior",
+                      "LPN error": "PnP-LPN error (estimate − truth)"})
+    return Outcome(s_lpn, fields, paper=PAPER, extra_metrics=extra, **{**fig, "ncols": 4 if len(fields) > 4 else None})
 
 
 register(Experiment(

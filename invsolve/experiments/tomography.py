@@ -54,7 +54,18 @@ def run_ct(cfg: CTConfig, seed: int) -> Outcome:
     truth = np.asarray(x)
     fields = {"truth": truth, "fbp": np.asarray(fbp), "cgls": np.asarray(cgls.value), "tv": np.asarray(tv.value),
               "tv error": np.asarray(tv.value) - truth}
-    return Outcome(tv, fields, extra_metrics=extra)
+    return Outcome(tv, fields, extra_metrics=extra, **_figure(cfg))
+
+
+def _figure(cfg):
+    """Image layout (row 0 the top of the head), pixel axes; PSNR/SSIM in the titles."""
+    n = cfg.n_angles if cfg.n_angles else int(round(cfg.wedge))
+    scan = f"{n} views over {cfg.wedge:g}°"
+    pm = lambda m: (f"psnr_{m}", f"ssim_{m}")  # noqa: E731
+    return dict(layout="image", labels={"truth": "truth (Shepp-Logan)", "fbp": f"FBP ({scan})",
+                                        "cgls": f"CGLS ({cfg.cgls_steps} its)", "tv": "TV-MAP (Chambolle-Pock)",
+                                        "tv error": "TV-MAP error (estimate − truth)"},
+                panel_metrics={"fbp": pm("fbp"), "cgls": pm("cgls"), "tv": pm("tv")}, ncols=3)
 
 
 register(Experiment(

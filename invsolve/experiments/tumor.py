@@ -81,6 +81,31 @@ def _view(prob, value, truth_origin):
     return {"observed (1 oedema, 2 core)": obs.T[::-1], "estimate": est.T[::-1], "estimate - observed": (est - obs).T[::-1]}
 
 
+def tumor_figure(prob, truth_origin, method: str = "estimate") -> dict:
+    """Outcome figure fields of `_view`'s panels: the segmentations as classes over the
+    tissue (white + grey matter) of the same slice, axes in mm (anterior up), Dice in the
+    estimate's title, the true D and rho for the history."""
+    a = prob.anatomy
+    tissue = np.asarray(a.white + a.grey, float)
+    if tissue.ndim == 3:
+        tissue = tissue[:, :, min(int(truth_origin[2] * tissue.shape[2]), tissue.shape[2] - 1)]
+    h = float(a.spacing_mm)
+    nx, ny = tissue.shape
+    truth = prob.x_true
+    truths = {k: float(np.asarray(v)) for k, v in truth.items() if np.ndim(v) == 0}
+    truths.update({f"origin[{i}]": float(o) for i, o in enumerate(np.ravel(truth["origin"]))})
+    slice_ = "" if a.ndim == 2 else ", axial slice through the true seed"
+    return dict(
+                kinds={"observed (1 oedema, 2 core)": "segmentation", "estimate": "segmentation",
+                       "estimate - observed": "error"},
+                labels={"observed (1 oedema, 2 core)": f"observed segmentation{slice_}",
+                        "estimate": f"{method}: simulated segmentation",
+                        "estimate - observed": "estimate − observed (class difference)"},
+                classes=("", "oedema", "core"), anatomy=tissue.T[::-1], layout="image",
+                extent=((0.0, nx * h), (0.0, ny * h)), axes=("x (right) [mm]", "y (anterior) [mm]"),
+                panel_metrics={"estimate": ("dice_edema", "dice_core")}, truths=truths)
+
+
 def _metrics(sol, prefix=""):
     return {prefix + k: _f(v) for k, v in sol.metrics.items()}
 
@@ -88,7 +113,7 @@ def _metrics(sol, prefix=""):
 def run_gradient(cfg: TumorConfig, seed: int) -> Outcome:
     prob = cfg.problem(seed)
     sol = solve(prob, cfg.gradient(), key=jax.random.key(seed + 1))
-    return Outcome(sol, _view(prob, sol.value, cfg.origin))
+    return Outcome(sol, _view(prob, sol.value, cfg.origin), **tumor_figure(prob, cfg.origin, "GradientMAP"))
 
 
 def run_database(cfg: TumorDatabaseConfig, seed: int) -> Outcome:
@@ -109,7 +134,8 @@ def run_database(cfg: TumorDatabaseConfig, seed: int) -> Outcome:
              "speedup_query_over_gradient": grad.stats["wall_time_s"] / sol.stats["wall_time_s"],
              "k_std": {k: np.asarray(v).tolist() for k, v in sol.std.items()}}
     paper = {"claim": "one order speed-up compared to existing approaches (Ezhov et al. 2023)"}
-    return Outcome(sol, _view(prob, sol.value, cfg.origin), paper=paper, extra_metrics=extra)
+    return Outcome(sol, _view(prob, sol.value, cfg.origin), paper=paper, extra_metrics=extra,
+                   **tumor_figure(prob, cfg.origin, f"database query (k = {cfg.k})"))
 
 
 _FULL = dict(axial_slice=None, origin=(0.6, 0.45, 0.5))

@@ -23,7 +23,7 @@ from .._batch import solve_batch
 from .._solve import solve
 from ..problems import flame, poisson
 from . import Criterion, Experiment, Outcome, register
-from .tumor import TumorConfig, _view
+from .tumor import TumorConfig, _view, tumor_figure
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +69,14 @@ def run_calibration(cfg: CalibrationConfig, seed: int) -> Outcome:
     fields = {"true kappa (draw 0)": np.asarray(truth[0]).T[::-1],
               "posterior mean": np.asarray(sol.value[0]).T[::-1],
               "posterior std": np.asarray(sol.std[0]).T[::-1]}
-    return Outcome(sol, fields, extra_metrics=extra)
+    fig = dict(labels={"true kappa (draw 0)": f"true κ (draw 1 of {cfg.n_draws})",
+                       "posterior mean": f"NUTS posterior mean ({cfg.n_samples} draws)",
+                       "posterior std": "NUTS posterior std"},
+               units={k: "κ" for k in fields}, layout="image", extent=((0.0, 1.0), (0.0, 1.0)), axes=("x", "y"),
+               panel_metrics={"posterior mean": (("rel. error", float(metrics.rel_l2(sol.value[0], truth[0]))),),
+                              "posterior std": ((f"{cfg.level:.0%} coverage (this draw)", float(per_draw[0])),
+                                                (f"all {cfg.n_draws} draws", float(np.mean(per_draw))))})
+    return Outcome(sol, fields, extra_metrics=extra, **fig)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +109,8 @@ def run_tumor_nuts(cfg: TumorNUTSConfig, seed: int) -> Outcome:
              "mean_acceptance": float(np.mean(sol.history["acceptance"])),
              "mean_leapfrog_steps": float(np.mean(sol.history["n_leapfrog"])),
              "divergences": int(np.sum(sol.history["divergent"]))}
-    return Outcome(sol, _view(prob, sol.value, cfg.origin), extra_metrics=extra)
+    return Outcome(sol, _view(prob, sol.value, cfg.origin), extra_metrics=extra,
+                   **tumor_figure(prob, cfg.origin, "NUTS posterior mean"))
 
 
 register(Experiment(
@@ -177,7 +185,19 @@ def run_flame_nuts(cfg: FlameNUTSConfig, seed: int) -> Outcome:
     T, _ = prob.solve_flame({k: jnp.log(sol.value[k] / prob.nominal[k]) for k in prob.names})
     fields = {"T at the posterior mean [K] (grid points)": np.asarray(T),
               "lambda draws [W/m/K]": np.asarray(sol.samples["lam"]), "Ea draws [J/mol]": np.asarray(sol.samples["Ea"])}
-    return Outcome(sol, fields, paper=paper, extra_metrics=extra)
+    T_name = "T at the posterior mean [K] (grid points)"
+    x_mm = np.linspace(0.0, 1.0, np.size(T)) * float(case.L) * 1e3
+    obs = np.stack([np.asarray(prob.obs_x) * 1e3, np.asarray(prob.y_obs)[: np.size(prob.obs_x)]], -1)
+    truths = {k: float(np.asarray(v)) for k, v in prob.x_true.items()}
+    fig = dict(kinds={"lambda draws [W/m/K]": "samples", "Ea draws [J/mol]": "samples"},
+               labels={T_name: "T at the posterior mean (Newton solve)", "lambda draws [W/m/K]": "posterior of λ",
+                       "Ea draws [J/mol]": "posterior of Ea", "lam": "λ [W/m/K]"},
+               units={T_name: "T [K]", "lambda draws [W/m/K]": "λ [W/m/K]", "Ea draws [J/mol]": "Ea [J/mol]"},
+               profile_x=x_mm, axes=("x [mm]",), points=obs,
+               points_label=f"noisy T probes ({np.size(prob.obs_x)}, {cfg.noise:.0%})",
+               truths={"lambda draws [W/m/K]": truths["lam"], "Ea draws [J/mol]": truths["Ea"], **truths},
+               panel_metrics={"lambda draws [W/m/K]": ("rel_err_lambda",), "Ea draws [J/mol]": ("rel_err_Ea",)})
+    return Outcome(sol, fields, paper=paper, extra_metrics=extra, **fig)
 
 
 register(Experiment(

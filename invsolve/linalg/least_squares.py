@@ -18,7 +18,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._problem import HasLinearOperator
+from .._problem import GaussianNoise, HasLinearOperator
 from .._solution import RESULTS, Estimate
 from .._solver import AbstractSolver, check_nonneg, check_rtol
 from .krylov import safe_div, vdot
@@ -48,7 +48,11 @@ def whiten(problem) -> Whitened:
     y = jnp.asarray(problem.y_obs)
     if not jnp.issubdtype(y.dtype, jnp.floating):
         raise TypeError(f"linear least-squares solvers need real floating-point data, got dtype {y.dtype}.")
-    sigma = getattr(getattr(problem, "noise", None), "sigma", None)
+    noise = getattr(problem, "noise", None)
+    if noise is not None and not isinstance(noise, GaussianNoise):
+        raise TypeError(f"the linear least-squares solvers (CGLS, Landweber, ChambollePock) need Gaussian noise "
+                        f"(invsolve.GaussianNoise), got {type(noise).__name__}; use GradientMAP for other likelihoods.")
+    sigma = getattr(noise, "sigma", None)
     w = jnp.ones((), y.dtype) if sigma is None else (1.0 / jnp.asarray(sigma)).astype(y.dtype)
     return Whitened(A, A.transpose(), w, y * w)
 

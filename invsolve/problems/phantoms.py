@@ -156,7 +156,7 @@ def _require_nilearn(caller):
         import nilearn.datasets  # noqa: F401
     except ImportError:
         raise ImportError(f"{caller} needs nilearn, which ships the MNI152 templates: "
-                          "pip install 'invsolve[brain]'") from None
+                          "pip install -e \".[brain]\" from a checkout (or pip install nilearn)") from None
 
 
 def _check_kind(kind):
@@ -192,7 +192,7 @@ def brain_slice(size: int = 128, index: float = 0.5, axis: int = 2, kind: str = 
     posterior to anterior (sagittal). The slice is zero-padded to a square (1 mm voxels, so
     the aspect ratio is kept), resampled with antialiased linear interpolation, masked to the
     inscribed disk and divided by its maximum (all zeros if the slice is empty). Needs nilearn
-    (``pip install 'invsolve[brain]'``); the template is loaded once and cached.
+    (``pip install -e ".[brain]"`` from a checkout); the template is loaded once and cached.
     """
     size = _check_size(size)
     if isinstance(index, bool) or not isinstance(index, (int, float, np.floating, np.integer)) \

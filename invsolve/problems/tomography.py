@@ -334,8 +334,8 @@ class FanBeam(_AbstractProjector):
     detector) or at fan angle ``u * detector_spacing`` (``"equiangular"``, radians).
 
     Args:
-        size, angles (view angles ``beta``, radians; a full scan covers ``2 pi``),
-        n_detectors, slices: as `ParallelBeam`.
+        size, angles, n_detectors, slices: as `ParallelBeam` (``angles`` are the view
+            angles ``beta``, radians; a full scan covers ``2 pi``).
         source_distance: default ``2 N``; detector_distance: default ``N``.
         detector: ``"flat"`` or ``"equiangular"``.
         detector_spacing: default one pixel at the centre of rotation (magnified).

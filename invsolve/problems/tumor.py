@@ -484,7 +484,7 @@ def mni152_brain(resolution_mm: int = 3, axial_slice: float | None = None, dtype
     with a one-voxel margin; RAS axes (x right, y anterior, z superior). 3 mm: (51, 63, 53)
     voxels. ``axial_slice`` in [0, 1] gives the 2D axial slice at that relative height
     (cropped to its own tissue; 3 mm, 0.5: (50, 63)).
-    Needs nilearn (``pip install 'invsolve[brain]'``)."""
+    Needs nilearn (``pip install -e ".[brain]"`` from a checkout)."""
     if resolution_mm not in (1, 2, 3, 4):
         raise ValueError(f"mni152_brain: resolution_mm must be 1, 2, 3 or 4, got {resolution_mm!r}.")
     w, g = _mni_maps(int(resolution_mm))

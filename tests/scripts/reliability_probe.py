@@ -677,8 +677,11 @@ def _():
     return cg_ok(inv.solve(poisson.linear_system(A8(), np.ones((8, 8), int)), inv.solvers.CG(rtol=1e-10)))
 
 
-add("LinearInverse: noise=0.1 (a float, not GaussianNoise)", "error",
-    lambda: inv.LinearInverse(inv.MatrixOperator.from_array(np.eye(3)), jnp.ones(3), 0.1), "noise")
+add("LinearInverse: noise=0.1 (a float: the Gaussian sigma)", "ok",
+    lambda: works(inv.solve(inv.LinearInverse(inv.MatrixOperator.from_array(np.eye(3)), jnp.ones(3), 0.1),
+                            inv.solvers.CGLS())))
+add("LinearInverse: noise='0.1' (a string)", "error",
+    lambda: inv.LinearInverse(inv.MatrixOperator.from_array(np.eye(3)), jnp.ones(3), "0.1"), "noise")
 add("LinearInverse: a per-datum sigma of the wrong shape", "error",
     lambda: inv.LinearInverse(inv.MatrixOperator.from_array(np.eye(4)), jnp.ones(4), inv.GaussianNoise(np.ones(3))),
     "sigma|noise")
