@@ -6,7 +6,7 @@ One verb, ``invsolve.solve(problem, solver, key=...) -> Solution``; forward mode
 
 from . import distributed, linalg, metrics, priors, problems, solvers
 from ._batch import solve_batch
-from ._driver import DeviceLoop, HostLoop
+from ._driver import DeviceLoop, HostLoop, Interrupted
 from ._linop import AbstractLinearOperator, FunctionOperator, MatrixOperator
 from ._problem import (
     AbstractProblem, ForwardProblem, GaussianNoise, HasForward, HasLinearOperator, HasResidual, HasSimulator, LinearInverse,
@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "solve", "solve_batch", "Solution", "RESULTS", "SolveError", "ProblemSolverIncompatible", "Estimate",
-    "HostLoop", "DeviceLoop", "AbstractSolver", "AbstractOptaxSolver", "AbstractProblem",
+    "HostLoop", "DeviceLoop", "Interrupted", "AbstractSolver", "AbstractOptaxSolver", "AbstractProblem",
     "HasForward", "HasLinearOperator", "HasResidual", "HasSimulator", "LinearSystem", "LinearInverse", "GaussianNoise",
     "ForwardProblem", "PoissonNoise", "PoissonGaussianNoise", "AbstractLinearOperator", "MatrixOperator", "FunctionOperator",
     "problems", "solvers", "priors", "metrics", "linalg", "distributed",

@@ -62,12 +62,12 @@ def fit(update, carry, steps: int, *, name: str, checkpoint=None, save_every_s: 
             run.save(*pack_checkpoint(carry, {"loss": [all_losses()], "elapsed": [elapsed_now]}))
 
     with run.start(steps, start):
-        shown = start
+        shown, every = start, max(1, -(-steps * 2 // 100))
         try:
             for k in range(start, steps):
                 carry, loss = update(carry, k)
                 losses.append(loss)
-                if run.refresh_due():  # the loss is fetched from the device only then
+                if run.refresh_due() or (run.bar is not None and k + 1 - shown >= every):  # 1 s or 2 %
                     run.advance(k + 1 - shown, {"loss": float(np.mean(jax.device_get(losses[-100:])))})
                     shown = k + 1
                 save(False)

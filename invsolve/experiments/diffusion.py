@@ -163,11 +163,16 @@ def run_ct(cfg: CTConfig, seed: int) -> Outcome:
               mean: np.asarray(sol.value), "posterior std": np.asarray(sol.std),
               "error": np.asarray(sol.value) - truth}
     paper = PAPER[cfg.method]
+    m = _DISPLAY.get(cfg.method, cfg.method)
     return Outcome(sol, fields, paper=paper, extra_metrics=extra, **mni_figure(
         fields, f"test slice z = {int(zs[-1])}",
-        {"FBP": "FBP", "TV": f"TV-MAP (λ = {lam_tv:g})", mean: f"{cfg.method} posterior mean "
-         f"({cfg.n_samples} samples)", "posterior std": f"{cfg.method} posterior std",
-         "error": f"{cfg.method} error (mean − truth)"}))
+        {"FBP": f"FBP ({cfg.n_angles} views)", "TV": f"TV-MAP (λ = {lam_tv:g})",
+         mean: f"{m} posterior mean ({cfg.n_samples} samples)", "posterior std": f"{m} posterior std",
+         "error": f"{m} error (mean − truth)"}))
+
+
+_DISPLAY = {"dps": "DPS", "reddiff": "RED-diff", "score-sde": "score-SDE", "dds": "DDS", "diffpir": "DiffPIR",
+            "daps": "DAPS", "pnpdm": "PnP-DM", "stsl": "STSL"}
 
 
 # MNI152 slices (`phantoms.brain_slice`): 1 mm voxels, the axial plane's larger side (218 mm)

@@ -246,7 +246,7 @@ def run_pnp(cfg: PnPConfig, seed: int) -> Outcome:
                      {base_name: "FBP (30 views)" if cfg.task == "ct" else f"blurred data ({cfg.blur_width:g} px)",
                       "TV": f"TV-MAP (λ = {lam_best:g})", "PnP-ADMM LPN": "PnP-ADMM with the LPN prior",
                       "LPN error": "PnP-LPN error (estimate − truth)"})
-    return Outcome(s_lpn, fields, paper=PAPER, extra_metrics=extra, **{**fig, "ncols": 4 if len(fields) > 4 else None})
+    return Outcome(s_lpn, fields, paper=PAPER, extra_metrics=extra, **fig)
 
 
 register(Experiment(
