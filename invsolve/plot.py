@@ -23,6 +23,7 @@ import numpy as np
 DPI = 110
 PANEL_W, PANEL_H = 3.7, 3.2  # inches per panel (4 columns: ~1630 px wide at DPI)
 MAX_COLS = 4
+MIN_CHAIN = 20  # fewer samples (database neighbours, a few particles) are not drawn as chains
 BAND_ABOVE = 5  # a history batch of more runs is drawn as its median and 10-90 % band
 IMAGE_CMAP, ERROR_CMAP, STD_CMAP = "viridis", "RdBu_r", "magma"
 CLASS_COLOURS = ("#ffd23f", "#e4572e", "#3bceac", "#5b5f97", "#ee4266")  # classes 1, 2, ... (0: clear)
@@ -100,7 +101,7 @@ def pretty(key: str) -> str:
     """A raw key as a title: ``"grad_norm"`` -> ``"grad norm"``, known names spelled out."""
     known = {"loss": "loss", "grad_norm": "gradient norm", "acceptance": "acceptance rate",
              "divergent": "divergent transitions (cumulative)", "n_leapfrog": "leapfrog steps",
-             "log_density": "log density", "residual": "PDE residual", "lam": "λ [W/m/K]",
+             "log_density": "log density", "residual": "residual", "lam": "λ [W/m/K]",
              "Ea": "Ea [J/mol]", "s_L": "s_L [m/s]", "rho": "ρ [1/day]", "D_white": "D_white [mm²/day]",
              "bc_T": "inlet T condition", "bc_gradT": "inlet dT/dx condition", "obs_T": "T data misfit",
              "obs_u": "u data misfit", "warmup": "warm-up loss", "lr": "learning rate"}
@@ -522,6 +523,8 @@ def _samples(sol):
     out = {}
     for k, v in s.items():
         v = np.asarray(v)
+        if v.ndim == 0 or v.shape[0] < MIN_CHAIN:  # a few neighbours or particles: no chain to draw
+            continue
         if v.ndim == 1:
             out[k] = v
         elif v.ndim == 2 and v.shape[1] <= 3:  # a small vector (a seed position): one chain per component

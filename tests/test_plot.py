@@ -167,7 +167,7 @@ def _record():
 def test_save_figures_writes_no_empty_history(tmp_path, capsys):
     (tmp_path / "history.png").write_bytes(b"stale")  # from an earlier run
     exp = types.SimpleNamespace(name="db-query")
-    sol = types.SimpleNamespace(history={}, samples=None)
+    sol = types.SimpleNamespace(history={"loss": np.zeros((0,))}, samples={"rho": np.ones(5)})  # 5 neighbours
     written = plot.save_figures(str(tmp_path), exp, Outcome(sol, _fields()), sol, _record())
     assert [os.path.basename(p) for p in written] == ["fields.png"]
     assert not (tmp_path / "history.png").exists()

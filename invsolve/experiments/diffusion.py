@@ -305,8 +305,8 @@ def _stack_figure(cfg, fields: dict, psnr: dict, z_error: dict) -> dict:
     extent = {k: axial if k.endswith("(axial)") else cut for k in fields}
     axes = {k: ("x [mm]", "y [mm]") if k.endswith("(axial)") else ("y (posterior → anterior) [mm]", "z [mm]")
             for k in fields}
-    labels = {k: k.replace("(axial)", f"(axial, z = {cfg.z_start + cfg.n_slices // 2} mm)")
-              .replace("(z cut)", "(sagittal cut, x = middle)") for k in fields}
+    labels = {k: k.replace("(axial)", f"(axial slice z = {cfg.z_start + cfg.n_slices // 2})")
+              .replace("(z cut)", "(sagittal cut, z stretched)") for k in fields}
     pm = {**{f"{k} (axial)": (("PSNR (volume)", v),) for k, v in psnr.items()},
           **{f"{k} (z cut)": (("z-gradient RMSE", v),) for k, v in z_error.items()}}
     return dict(layout="image", extent=extent, axes=axes, labels=labels, panel_metrics=pm, ncols=len(fields) // 2)

@@ -85,7 +85,8 @@ def _figure(prob, case_text: str = "") -> dict:
     temp = f"temperature{case_text}"
     out = dict(overlays={temp: ("T reference [K]", "T PINN [K]")},
                labels={"T reference [K]": "reference (Newton, fine grid)", "T PINN [K]": "PINN",
-                       "T error [K]": "PINN error (PINN − reference)", "lam": "λ [W/m/K]"},
+                       "T error [K]": "PINN error (PINN − reference)", "lam": "λ [W/m/K]",
+                       "residual": "PDE residual (scaled)"},
                units={temp: "T [K]", "T error [K]": "T error [K]"}, profile_x=np.asarray(prob.x_eval) * 1e3,
                axes=("x [mm]",), panel_metrics={temp: (("T rel. L2", "T_rel_l2"), ("s_L rel. error", "sL_rel_err"))},
                truths={"s_L": float(np.asarray(prob.s_L)),
@@ -93,6 +94,9 @@ def _figure(prob, case_text: str = "") -> dict:
     if prob.obs_x is not None:
         out.update(points=np.stack([np.asarray(prob.obs_x) * 1e3, np.asarray(prob.obs_T)], -1), points_on=(temp,),
                    points_label=f"noisy T data ({np.size(prob.obs_x)} points)")
+        names = [{"lam": "lambda"}.get(k, k) for k in prob.unknown]
+        out["panel_metrics"]["T error [K]"] = tuple((f"{n.replace('lambda', 'λ')} rel. err.", f"rel_err_{n}")
+                                                    for n in names)
     return out
 
 
