@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import threading
@@ -333,7 +334,7 @@ def run_fingerprint(solver, problem, key, state) -> str:
     """What determines a solve: the problem (data and settings), the solver's configuration
     (its step budget excluded, so a run can be continued with more steps), the key and the
     starting state."""
-    if hasattr(solver, "max_steps"):
+    if "max_steps" in {f.name for f in dataclasses.fields(solver)}:  # a field (not a property) to blank
         solver = eqx.tree_at(lambda s: s.max_steps, solver, None, is_leaf=lambda x: x is None)
     return fingerprint(problem, solver, key, state)
 

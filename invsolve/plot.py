@@ -97,6 +97,18 @@ def _metric_line(spec, metrics: dict) -> str:
     return ", ".join(parts)
 
 
+def _wrap(line: str, width: int = 46) -> str:
+    """A metrics line broken at its commas to fit over one panel."""
+    rows, cur = [], ""
+    for part in line.split(", "):
+        if cur and len(cur) + 2 + len(part) > width:
+            rows.append(cur)
+            cur = part
+        else:
+            cur = f"{cur}, {part}" if cur else part
+    return "\n".join([*rows, cur])
+
+
 def pretty(key: str) -> str:
     """A raw key as a title: ``"grad_norm"`` -> ``"grad norm"``, known names spelled out."""
     known = {"loss": "loss", "grad_norm": "gradient norm", "acceptance": "acceptance rate",
@@ -282,7 +294,7 @@ def fields_figure(fields: dict, *, points=None, title: str | None = None, metric
                 n_diff = int(np.sum(_as_image(a) != 0))
                 line = ", ".join(filter(None, (line, f"{n_diff} cell{'s' if n_diff != 1 else ''} differ"
                                                      f"{'s' if n_diff == 1 else ''}")))
-            ax.set_title(head + (f"\n{line}" if line else ""))
+            ax.set_title(head + (f"\n{_wrap(line)}" if line else ""))
             box = None
             if kind in ("profile",):
                 _draw_profiles(ax, names, fields, labels, profile_x, truths)

@@ -81,9 +81,10 @@ def run(cfg: DCDMConfig, seed: int) -> Outcome:
     mid = (lambda a: np.asarray(a)[a.shape[0] // 2]) if model.ndim == 3 else np.asarray
     fields = {"rhs": mid(b), "dcdm": mid(d.value), "error (dcdm - cg)": mid(d.value - x_ref)}
     n = list(per_size)[-1]
-    fig = dict(labels={"rhs": f"right-hand side b ({n}{', middle slice' if model.ndim == 3 else ''}; 0 in obstacles)",
+    n = f"{n.split('x')[0]}{'³' if model.ndim == 3 else '²'}{', middle slice' if model.ndim == 3 else ''}"
+    fig = dict(labels={"rhs": f"right-hand side b ({n})",
                        "dcdm": "DCDM solution u", "error (dcdm - cg)": "DCDM − CG solution"},
-               shared=(), extent=((0.0, 1.0), (0.0, 1.0)), axes=("x", "y"),
+               shared=(), extent=((0.0, 1.0), (0.0, 1.0)), axes=("y", "z") if model.ndim == 3 else ("x", "y"),
                panel_metrics={"dcdm": (("DCDM its", last["iters_dcdm"]), ("CG its", last["iters_cg"]),
                                        ("MG-PCG its", last["iters_pcg_mg"])),
                               "error (dcdm - cg)": (("true residual", last["true_residual_dcdm"]),)})

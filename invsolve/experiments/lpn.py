@@ -117,8 +117,9 @@ def run_laplacian(cfg: LaplacianConfig, seed: int) -> Outcome:
                        "LPN, proximal matching" + err("pm"), "LPN L1": "LPN, L1 loss" + err("l1"),
                        "LPN L2": "LPN, L2 loss" + err("l2"), "MMSE": "MMSE denoiser E[x | y]",
                        "|x|": "|x| (the true prior, σ² = 1)", "R(x)": "R(x), learned (R(0) = 0)"},
-               profile_x={**{k: np.asarray(y[:, 0]) for k in curves}, "soft-threshold": np.asarray(y[:, 0]),
-                          "MMSE": np.asarray(y[:, 0]), "|x|": np.asarray(x[:, 0]), "R(x)": np.asarray(x[:, 0])},
+               profile_x={**{k: np.asarray(y[:, 0]) for k in ("soft-threshold", "LPN proximal matching", "LPN L1",
+                                                             "LPN L2", "MMSE")},
+                          "|x|": np.asarray(x[:, 0]), "R(x)": np.asarray(x[:, 0])},
                axes=("y (noisy value)",), units={prox: "prox(y)", "the learned prior": "R(x)"},
                panel_metrics={"the learned prior": (("mean gap to |x|", extra["prior_err_pm"]),)})
     fig["axes"] = {prox: ("y (noisy value)",), "the learned prior": ("x",)}
