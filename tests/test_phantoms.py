@@ -113,7 +113,7 @@ def test_brain_argument_errors():
 
 def test_brain_needs_nilearn(monkeypatch):
     monkeypatch.setitem(sys.modules, "nilearn", None)  # makes `import nilearn...` fail
-    with pytest.raises(ImportError, match=r"brain_slice needs nilearn.*invsolve\[brain\]"):
+    with pytest.raises(ImportError, match=r"brain_slice needs nilearn.*pip install -e \"\.\[brain\]\""):
         phantoms.brain_slice(32)
     with pytest.raises(ImportError, match="brain_volume needs nilearn"):
         phantoms.brain_volume()
