@@ -81,7 +81,28 @@ class HasSolids(AbstractLinearOperator):
     field declared in a base class would come first in the subclass's constructor.)"""
 
 
-class MatrixOperator(AbstractLinearOperator):
+class _StoredShapes(AbstractLinearOperator):
+    """An operator that stores ``shapes = (in_shape, out_shape)`` and ``tags = (symmetric,
+    positive_definite)`` as fields."""
+
+    @property
+    def in_shape(self):
+        return self.shapes[0]
+
+    @property
+    def out_shape(self):
+        return self.shapes[1]
+
+    @property
+    def symmetric(self):
+        return self.tags[0]
+
+    @property
+    def positive_definite(self):
+        return self.tags[1]
+
+
+class MatrixOperator(_StoredShapes):
     """A dense matrix acting on arrays: ``mv(x) = (M @ x.ravel()).reshape(out_shape)``.
 
     For tests and small problems. ``M`` has shape ``(prod(out_shape), prod(in_shape))``.
@@ -109,27 +130,11 @@ class MatrixOperator(AbstractLinearOperator):
         return MatrixOperator(self.matrix.T, self.shapes[::-1], self.tags)
 
     @property
-    def in_shape(self):
-        return self.shapes[0]
-
-    @property
-    def out_shape(self):
-        return self.shapes[1]
-
-    @property
     def dtype(self):
         return self.matrix.dtype
 
-    @property
-    def symmetric(self):
-        return self.tags[0]
 
-    @property
-    def positive_definite(self):
-        return self.tags[1]
-
-
-class FunctionOperator(AbstractLinearOperator):
+class FunctionOperator(_StoredShapes):
     """A matrix-free linear operator from two JAX functions: ``mv(x)`` and its transpose ``rmv(r)``.
 
     ``mv`` maps an array of ``in_shape`` to one of ``out_shape``; ``rmv`` maps ``out_shape`` back
@@ -186,24 +191,8 @@ class FunctionOperator(AbstractLinearOperator):
         return FunctionOperator(self._rmv, self.matvec, self.out_shape, self.in_shape, self.dtype_, *self.tags)
 
     @property
-    def in_shape(self):
-        return self.shapes[0]
-
-    @property
-    def out_shape(self):
-        return self.shapes[1]
-
-    @property
     def dtype(self):
         return self.dtype_
-
-    @property
-    def symmetric(self):
-        return self.tags[0]
-
-    @property
-    def positive_definite(self):
-        return self.tags[1]
 
 
 def _shape(name, shape) -> tuple[int, ...]:

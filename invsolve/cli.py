@@ -93,6 +93,12 @@ def _cmd_run(args) -> int:
         except _Misuse as e:  # a configuration the experiment refuses (--set ...), an --out it cannot make
             print(f"invsolve: {exp.name}: {e}", file=sys.stderr)
             return 2
+        except Exception as e:  # noqa: BLE001 - a failed run: one line; the checkpoints in --out are kept
+            if os.environ.get("INVSOLVE_TRACEBACK"):
+                raise
+            print(f"invsolve: {exp.name} failed: {type(e).__name__}: {e} (INVSOLVE_TRACEBACK=1 shows where; "
+                  "rerunning the same command resumes from its checkpoints)", file=sys.stderr)
+            return 1
 
 
 def _check_out(out: str) -> None:

@@ -348,3 +348,19 @@ def test_reproduce_resumes_inside_an_interrupted_experiment(tmp_path, capsys, mo
     assert n > 10 and calls == [n, n]
     assert "resuming two-step" in cap.out and f"resuming CG from step {n}" in cap.err
     assert (tmp_path / "two-step" / "metrics.json").exists() and not (tmp_path / "two-step" / "checkpoints").exists()
+
+
+def test_a_failing_run_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
+    from invsolve import experiments
+
+    ok = experiments.get("poisson-kappa")
+
+    def fail(cfg, seed):
+        raise RuntimeError("the solver diverged")
+
+    monkeypatch.setitem(experiments.REGISTRY, "fails", experiments.Experiment(
+        "fails", "always fails", fail, ok.quick, ok.full, criteria=ok.criteria))
+    assert cli.main(["run", "fails", "--quick", "--out", os.fspath(tmp_path / "f")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("invsolve: fails failed: RuntimeError: the solver diverged") and "\n" not in err
+    assert not (tmp_path / "f" / "metrics.json").exists()
