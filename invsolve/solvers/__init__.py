@@ -6,6 +6,7 @@ and are re-exported here.
 
 from . import dcdm, diffusion, samplers
 from .database import DatabaseQuery, Refined
+from .eki import EKI
 from .dcdm import DCDM
 from .diffusion import DPS, DiffusionMBIR, REDDiff, ScoreSDE
 from ..linalg import CG, CGLS, PCG, AbstractPreconditioner, Identity, Jacobi, Multigrid
@@ -19,4 +20,4 @@ from .samplers import DAPS, DDS, STSL, DiffPIR, PnPDM
 __all__ = ["CG", "PCG", "Identity", "Jacobi", "AbstractPreconditioner", "Multigrid", "GradientMAP",
            "CGLS", "Landweber", "ChambollePock", "PINN", "DatabaseQuery", "Refined", "DCDM", "dcdm",
            "PnPPGD", "PnPADMM", "DPS", "REDDiff", "ScoreSDE", "DiffusionMBIR", "diffusion", "NUTS",
-           "DDS", "DiffPIR", "DAPS", "PnPDM", "STSL", "samplers"]
+           "DDS", "DiffPIR", "DAPS", "PnPDM", "STSL", "samplers", "EKI"]
