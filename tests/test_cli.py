@@ -290,29 +290,29 @@ def test_ctrl_c_then_the_same_command_resumes_and_gives_the_same_metrics(tmp_pat
     import signal
 
     env = dict(os.environ, INVSOLVE_PROGRESS="1")
-    base = [sys.executable, "-m", "invsolve.cli", "run", "poisson-inverse", "--quick", "--set", "max_steps=1000"]
+    base = [sys.executable, "-m", "invsolve.cli", "run", "poisson-inverse", "--quick", "--set", "max_steps=2000"]
     ref = subprocess.run([*base, "--out", os.fspath(tmp_path / "ref")], capture_output=True, text=True, env=env)
     assert ref.returncode == 0, ref.stderr[-2000:]
     cmd = [*base, "--out", os.fspath(tmp_path / "cut")]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-    seen = ""
-    while not re.search(r"GradientMAP:\s+(1\d|[2-9]\d)%", seen):  # 10 % or more of the steps done
-        ch = proc.stderr.read(1)
-        assert ch, seen[-2000:]
-        seen += ch
+    seen = ""  # read as it comes (only the tail is searched: a reader that lags would see a finished run)
+    while not re.search(r"GradientMAP:\s+([5-9]|[1-9]\d)%", seen[-200:]):  # 5 % or more of the steps done
+        chunk = os.read(proc.stderr.fileno(), 4096).decode(errors="replace")
+        assert chunk, seen[-2000:]
+        seen += chunk
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, f"the run ended before Ctrl-C reached it: {err[-500:]}"
     last = err.strip().splitlines()[-1]
     step = int(re.fullmatch(r"invsolve: interrupted at step (\d+) of GradientMAP; rerun the same command to "
                             r"resume", last).group(1))
-    assert 100 <= step < 1000 and "Traceback" not in err
+    assert 50 <= step < 2000 and "Traceback" not in err
     assert (tmp_path / "cut" / "checkpoints" / "solve-000.npz").exists()
     again = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert again.returncode == 0, again.stderr[-2000:]
     assert f"resuming GradientMAP from step {step}" in again.stderr and "resuming poisson-inverse" in again.stdout
     a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("ref", "cut"))
-    assert a["metrics"] == b["metrics"] and b["stats"]["num_steps"] == 1000
+    assert a["metrics"] == b["metrics"] and b["stats"]["num_steps"] == 2000
     assert not (tmp_path / "cut" / "checkpoints").exists()  # cleared once finished
 
 

@@ -3,7 +3,7 @@
 from .._problem import (
     AbstractProblem, GaussianNoise, HasForward, HasLinearOperator, HasResidual, LinearInverse, LinearSystem,
 )
-from . import blur, fields, flame, phantoms, poisson, tomography, tumor
+from . import blur, fields, flame, navier_stokes, phantoms, poisson, scattering, tomography, tumor, wave
 
 __all__ = ["AbstractProblem", "GaussianNoise", "HasForward", "HasLinearOperator", "HasResidual", "LinearInverse",
-           "LinearSystem", "blur", "fields", "flame", "phantoms", "tumor", "poisson", "tomography"]
+           "LinearSystem", "blur", "fields", "flame", "navier_stokes", "phantoms", "tumor", "poisson", "scattering", "tomography", "wave"]
