@@ -56,6 +56,25 @@ class AbstractLinearOperator(eqx.Module):
         return cols.T
 
 
+class Transposed(AbstractLinearOperator):
+    """The exact transpose of an operator ``op`` that defines ``rmv`` (matrix-free projectors,
+    the Born operator): ``mv = op.rmv``, shapes swapped, its transpose ``op`` itself."""
+
+    op: AbstractLinearOperator
+
+    def mv(self, r):
+        return self.op.rmv(r)
+
+    def transpose(self):
+        return self.op
+
+    in_shape = property(lambda self: self.op.out_shape)
+    out_shape = property(lambda self: self.op.in_shape)
+    dtype = property(lambda self: self.op.dtype)
+    symmetric = property(lambda self: False)
+    positive_definite = property(lambda self: False)
+
+
 class HasDiagonal(AbstractLinearOperator):
     """An operator that knows its diagonal (what `invsolve.linalg.Jacobi` needs)."""
 

@@ -33,7 +33,6 @@ import dataclasses
 import functools
 import math
 import operator as _op
-from typing import Any
 
 import equinox as eqx
 import jax

@@ -61,7 +61,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.special as sps
 
-from .._linop import AbstractLinearOperator
+from .._linop import AbstractLinearOperator, Transposed
 from .._problem import (
     GaussianNoise,
     HasForward,
@@ -294,7 +294,7 @@ class BornOperator(AbstractLinearOperator):
         return jnp.einsum("...tp,mp->...tm", w, self.receiver_green)
 
     def transpose(self):
-        return _BornAdjoint(self)
+        return Transposed(self)
 
     @property
     def in_shape(self):
@@ -334,22 +334,6 @@ def _born_rmv(op, r):
     return out.reshape(*out.shape[:-1], op.size, op.size)
 
 
-class _BornAdjoint(AbstractLinearOperator):
-    """The exact transpose of a `BornOperator`: data ``(2, n_tx, n_rx)`` -> image ``(n, n)``."""
-
-    op: BornOperator
-
-    def mv(self, r):
-        return self.op.rmv(r)
-
-    def transpose(self):
-        return self.op
-
-    in_shape = property(lambda self: self.op.out_shape)
-    out_shape = property(lambda self: self.op.in_shape)
-    dtype = property(lambda self: self.op.dtype)
-    symmetric = property(lambda self: False)
-    positive_definite = property(lambda self: False)
 
 
 def _dtype_of(x):

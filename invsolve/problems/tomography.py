@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._linop import AbstractLinearOperator
+from .._linop import AbstractLinearOperator, Transposed
 from .._problem import (GaussianNoise, LinearInverse, as_array, check_key, check_memory, check_value, real_number,
                         rms)
 
@@ -215,7 +215,7 @@ class _AbstractProjector(AbstractLinearOperator):
         return jax.linear_transpose(self._forward, spec)(s)[0]
 
     def transpose(self):
-        return _Adjoint(self)
+        return Transposed(self)
 
     @property
     def in_shape(self):
@@ -249,22 +249,6 @@ def _project(op, x, adjoint: bool):
     return op._batched(op._adjoint if adjoint else op._forward, x, 2)
 
 
-class _Adjoint(AbstractLinearOperator):
-    """The exact transpose of a projector: sinogram -> image (back-projection)."""
-
-    op: _AbstractProjector
-
-    def mv(self, s):
-        return self.op.rmv(s)
-
-    def transpose(self):
-        return self.op
-
-    in_shape = property(lambda self: self.op.out_shape)
-    out_shape = property(lambda self: self.op.in_shape)
-    dtype = property(lambda self: self.op.dtype)
-    symmetric = property(lambda self: False)
-    positive_definite = property(lambda self: False)
 
 
 def _defaults(size, n_detectors, slices):
