@@ -7,6 +7,7 @@ with ``isinstance`` before anything is traced, so a mismatch fails with a clear 
 from __future__ import annotations
 
 import abc
+import math
 import operator
 import os
 from typing import Any
@@ -24,6 +25,10 @@ _SIGMA = "GaussianNoise: sigma (the noise standard deviation) must be positive a
 
 
 def _positive_sigma(sigma):
+    if isinstance(sigma, (int, float)) and not isinstance(sigma, bool):  # a number: checked on the host, no program
+        if not (math.isfinite(sigma) and sigma > 0):
+            raise ValueError(f"{_SIGMA}; got {sigma!r}.")
+        return jnp.asarray(sigma)
     sigma = as_array(sigma, _SIGMA)
     return check_value(sigma, ~jnp.all(jnp.isfinite(sigma) & (sigma > 0)), _SIGMA, got=lambda: _summary(sigma))
 

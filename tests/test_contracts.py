@@ -54,6 +54,7 @@ SOLVERS = {
     "pnp-pgd-tv": lambda: inv.solvers.PnPPGD(inv.priors.TV(0.1, prox_steps=5)),
     "pnp-admm-l1": lambda: inv.solvers.PnPADMM(inv.priors.L1(0.01), rho=1.0, cg_steps=3),
     "nuts": lambda: inv.solvers.NUTS(n_samples=3, n_warmup=2, prior=inv.priors.Tikhonov(1.0), max_tree_depth=3),
+    "eki": lambda: inv.solvers.EKI(n_ensemble=4, max_steps=2),
     "database": lambda: _tumor_bank(),
     "database-refined": lambda: _tumor_bank().refine(inv.solvers.GradientMAP(optax.adam(1e-2))),
     "pnp-pgd-lpn": lambda: inv.solvers.PnPPGD(_lpn()),
@@ -88,6 +89,7 @@ TAKES = {
     "pnp-admm-l1": ONE_ARRAY,
     "pnp-pgd-lpn": {"linear-system", "source", "kappa", "ct"},  # images with sides a multiple of 4
     "nuts": HAS_FORWARD,  # with a prior object
+    "eki": HAS_FORWARD - {"tumor"},  # Gaussian noise (the segmentation likelihood is not)
     "database": {"tumor"},
     "database-refined": {"tumor"},
     "dps": {"vector"},  # the prior's sample shape (8,)
@@ -138,7 +140,7 @@ def _avals(tree):
 FAST = {"cg": {"linear-system"}, "pcg-jacobi": {"linear-system"}, "pcg-multigrid": {"linear-system"},
         "map-adam": {"source", "tumor"}, "map-lbfgs": {"stack"}, "cgls": {"ct"}, "landweber": {"vector"},
         "chambolle-pock": {"ct"}, "pinn": {"poisson-pinn", "flame-inverse"}, "dcdm": {"linear-system"},
-        "pnp-pgd-tv": {"ct"}, "pnp-admm-l1": {"source"}, "pnp-pgd-lpn": {"ct"}, "nuts": {"vector"},
+        "pnp-pgd-tv": {"ct"}, "pnp-admm-l1": {"source"}, "pnp-pgd-lpn": {"ct"}, "nuts": {"vector"}, "eki": {"vector"},
         "database": {"tumor"}, "database-refined": {"tumor"}, "dps": {"vector"}, "score-sde": {"vector"},
         "red-diff": {"vector"}, "mbir": {"stack"}, "dds": {"vector"}, "diffpir": {"vector"}, "daps": {"vector"},
         "pnpdm": {"vector"}, "stsl": {"vector"}}

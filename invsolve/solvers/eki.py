@@ -34,10 +34,11 @@ from .._solver import AbstractSolver, Requirement, check_nonneg
 
 class _GaussianNoise(Requirement):
     def unmet(self, problem):
-        sigma = getattr(getattr(problem, "noise", None), "sigma", None)
-        if sigma is None or hasattr(problem.noise, "read_sigma"):
-            return (f"Gaussian noise (a noise model with sigma), but {type(problem).__name__} has "
-                    f"{type(getattr(problem, 'noise', None)).__name__}; the Kalman update assumes Gaussian errors")
+        noise = getattr(problem, "noise", None)
+        if getattr(noise, "sigma", None) is None or hasattr(noise, "read_sigma"):
+            has = "no noise model" if noise is None else type(noise).__name__
+            return (f"Gaussian noise (a noise model with sigma), but {type(problem).__name__} has {has}; the "
+                    "Kalman update assumes Gaussian errors")
         return None
 
 
