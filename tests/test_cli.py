@@ -294,7 +294,10 @@ def test_ctrl_c_then_the_same_command_resumes_and_gives_the_same_metrics(tmp_pat
     ref = subprocess.run([*base, "--out", os.fspath(tmp_path / "ref")], capture_output=True, text=True, env=env)
     assert ref.returncode == 0, ref.stderr[-2000:]
     cmd = [*base, "--out", os.fspath(tmp_path / "cut")]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    # pytest-xdist workers ignore SIGINT, and an ignored signal stays ignored in a child: give the
+    # run the default disposition a terminal's Ctrl-C meets
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = ""  # read as it comes (only the tail is searched: a reader that lags would see a finished run)
     while not re.search(r"GradientMAP:\s+([5-9]|[1-9]\d)%", seen[-200:]):  # 5 % or more of the steps done
         chunk = os.read(proc.stderr.fileno(), 4096).decode(errors="replace")
