@@ -100,6 +100,7 @@ def test_second_order_in_time():
     assert all(1.9 < p < 2.2 for p in orders), (errs, orders)
 
 
+@pytest.mark.slow  # 4-8 s: the fast tier keeps the cheaper checks of this module
 def test_spectral_accuracy_in_space():
     # A band-limited start at nu = 0.05: the error against a 64^2 run (same dt, so the
     # time-stepping errors cancel) falls faster than any power of n.
@@ -166,6 +167,7 @@ def test_initial_condition_problem_structure():
     np.testing.assert_allclose(sub.forward(sub.x_true), w[::4, ::4], atol=1e-12)
 
 
+@pytest.mark.slow  # 4-8 s: the fast tier keeps the cheaper checks of this module
 def test_gradient_map_recovers_initial_vorticity():
     # 32^2 unknowns from 16^2 block means at t = 0.2 (~33 steps); a smoothness prior (the
     # truth is a smooth random field) fills in what the pooling hides.
@@ -178,6 +180,7 @@ def test_gradient_map_recovers_initial_vorticity():
     assert err < 0.2 and err < float(p.metrics(upsampled)["rel_l2"]), err
 
 
+@pytest.mark.slow  # 4-8 s: the fast tier keeps the cheaper checks of this module
 def test_eki_example_runs_on_a_small_grid():
     shape = (16, 16)
     p = ns.initial_condition(shape=shape, re=200.0, t_obs=0.5, downsample=2, noise=0.01, key=jax.random.key(0))
@@ -192,6 +195,7 @@ def test_eki_example_runs_on_a_small_grid():
 MEASURED_EKI = 0.21  # rel_l2 of the ensemble mean, 16^2, t_obs 0.5 (chi2 0.47); ~6 s
 
 
+@pytest.mark.slow  # 4-8 s: the fast tier keeps the cheaper checks of this module
 def test_parameters_recovered_by_gradient_map():
     # Laplace standard deviations at the truth (t_obs 0.5, noise 0.1 %): log nu 0.013, log A 0.0007
     p = ns.parameters(shape=(16, 16), re=200.0, amplitude=4.0, t_obs=0.5, noise=0.001, key=jax.random.key(0))
