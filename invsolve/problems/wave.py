@@ -84,16 +84,21 @@ MIN_POINTS_PER_WAVELENGTH = 5.0
 # --------------------------------------------------------------------------------------
 # wavelets, stability
 # --------------------------------------------------------------------------------------
+def _positive(owner: str, name: str, value, what: str) -> float:
+    """``value`` as a float, or a ValueError: ``owner: name (what) must be a positive number``."""
+    x = real_number(value)
+    if x is None or not (math.isfinite(x) and x > 0):
+        raise ValueError(f"{owner}: {name} ({what}) must be a positive number, got {value!r}.")
+    return x
+
+
 def ricker(freq_hz, dt, n_t, delay=None):
     """The Ricker wavelet ``(1 - 2 (pi f tau)^2) exp(-(pi f tau)^2)``, ``tau = n dt - delay``,
     sampled at ``n = 0 .. n_t - 1``; ``freq_hz`` is the peak frequency of its spectrum, ``delay``
     [s] defaults to ``1.5 / freq_hz`` (the wavelet starts at ~1e-9 of its peak). Its spectrum
     holds 99.9 % of the energy below ~2.6 ``freq_hz``."""
-    f, step = real_number(freq_hz), real_number(dt)
-    if f is None or not (math.isfinite(f) and f > 0):
-        raise ValueError(f"ricker: freq_hz (the peak frequency in Hz) must be a positive number, got {freq_hz!r}.")
-    if step is None or not (math.isfinite(step) and step > 0):
-        raise ValueError(f"ricker: dt (the time step in s) must be a positive number, got {dt!r}.")
+    f = _positive("ricker", "freq_hz", freq_hz, "the peak frequency in Hz")
+    step = _positive("ricker", "dt", dt, "the time step in s")
     n = as_int(n_t)
     if n is None or n < 1:
         raise ValueError(f"ricker: n_t (the number of time samples) must be a positive integer, got {n_t!r}.")
@@ -282,11 +287,8 @@ def simulate(v, src_positions, rec_positions, wavelet, *, spacing_m, dt, order: 
     if not jnp.issubdtype(v.dtype, jnp.floating):
         v = v.astype(jnp.result_type(float))
     order = _check_order(order)
-    h, step = real_number(spacing_m), real_number(dt)
-    if h is None or not (math.isfinite(h) and h > 0):
-        raise ValueError(f"simulate: spacing_m (the grid spacing in m) must be a positive number, got {spacing_m!r}.")
-    if step is None or not (math.isfinite(step) and step > 0):
-        raise ValueError(f"simulate: dt (the time step in s) must be a positive number, got {dt!r}.")
+    h = _positive("simulate", "spacing_m", spacing_m, "the grid spacing in m")
+    step = _positive("simulate", "dt", dt, "the time step in s")
     width = as_int(sponge)
     if width is None or width < 0:
         raise ValueError(f"simulate: sponge (the absorbing layer's width in cells) must be an integer >= 0, got {sponge!r}.")
