@@ -237,3 +237,20 @@ def _check_map(name, fn, shape_in, shape_out, dtype) -> None:
         raise ValueError(f"FunctionOperator: {name} maps an input of shape {shape_in} to shape {tuple(got.shape)}, "
                          f"but {shape_out} was declared ({'out_shape' if name == 'mv' else 'in_shape'}); fix the "
                          "shapes or the function.")
+
+
+def linearize(f, x):
+    """``(f(x), J, J^T)``: ``v -> Df(x) v`` and ``w -> Df(x)^T w`` at ``x``.
+
+    Forward mode where ``f`` has it (``jax.linearize``, its transpose for ``J^T``). A problem's
+    ``forward`` with a hand-written reverse mode (a ``jax.custom_vjp``, e.g. `wave.FWI`'s
+    adjoint) has none and says so by ``has_forward_mode = False``: there ``J^T`` is its VJP and
+    ``J`` that VJP's transpose (exact: the VJP is linear in the cotangent)."""
+    if getattr(getattr(f, "__self__", None), "has_forward_mode", True):
+        y, jvp = jax.linearize(f, x)
+        jt = jax.linear_transpose(jvp, x)
+        return y, jvp, (lambda w: jt(w)[0])
+    y, vjp = jax.vjp(f, x)
+    jt = lambda w: vjp(w)[0]  # noqa: E731
+    j = jax.linear_transpose(jt, y)
+    return y, (lambda v: j(v)[0]), jt

@@ -12,7 +12,7 @@ import pytest
 import invsolve as inv
 from invsolve._linop import MatrixOperator
 from invsolve.priors import LPN, GaussianMixture
-from invsolve.problems import flame, poisson, tomography, tumor
+from invsolve.problems import flame, navier_stokes, poisson, scattering, tomography, tumor, wave
 from helpers import count_compilations
 
 
@@ -37,6 +37,13 @@ PROBLEMS = {
                                            reference=_flame_reference(), n_eval=11),
     "vector": lambda: _matrix_problem((8,), 6),
     "stack": lambda: _matrix_problem((2, 8), 12),
+    "fwi": lambda: wave.fwi(wave.layered((8, 8), 25.0, (1500.0, 2000.0)), 1, 10.0, 0.01, key=jax.random.key(7),
+                            spacing_m=25.0, sponge=2, t_max=0.05),
+    "born": lambda: scattering.born(0.1 * jnp.ones((8, 8)), 4, 8, 0.01, key=jax.random.key(8)),
+    "lippmann-schwinger": lambda: scattering.lippmann_schwinger(0.1 * jnp.ones((8, 8)), 4, 8, 0.01,
+                                                                key=jax.random.key(9), maxiter=5),
+    "ns-initial": lambda: navier_stokes.initial_condition((16, 16), t_obs=0.02, key=jax.random.key(10)),
+    "ns-parameters": lambda: navier_stokes.parameters((16, 16), t_obs=0.02, key=jax.random.key(11)),
 }
 # problems and solvers are immutable: build each once per test process (a build compiles)
 PROBLEMS = {name: functools.cache(make) for name, make in PROBLEMS.items()}
@@ -69,9 +76,11 @@ SOLVERS = {
     "stsl": lambda: inv.solvers.STSL(_mixture(), n_steps=3),
 }
 SOLVERS = {name: functools.cache(make) for name, make in SOLVERS.items()}
-HAS_FORWARD = {"linear-system", "source", "kappa", "ct", "tumor", "vector", "stack"}
-LINEAR = {"linear-system", "ct", "vector", "stack"}
+HAS_FORWARD = {"linear-system", "source", "kappa", "ct", "tumor", "vector", "stack", "fwi", "born",
+               "lippmann-schwinger", "ns-initial", "ns-parameters"}
+LINEAR = {"linear-system", "ct", "vector", "stack", "born"}
 ONE_ARRAY = HAS_FORWARD - {"tumor"}  # the tumour's unknowns are named constants
+IMAGES = {"linear-system", "source", "kappa", "ct", "fwi", "born", "lippmann-schwinger", "ns-initial"}  # 2D grids
 PHYSICS_INFORMED = {"poisson-pinn", "fisher-kpp", "flame-inverse"}
 # what each solver takes, written out (not derived from the solvers' declarations)
 TAKES = {
@@ -87,7 +96,7 @@ TAKES = {
     "dcdm": {"linear-system"},  # symmetric, and 2D like its model
     "pnp-pgd-tv": ONE_ARRAY,
     "pnp-admm-l1": ONE_ARRAY,
-    "pnp-pgd-lpn": {"linear-system", "source", "kappa", "ct"},  # images with sides a multiple of 4
+    "pnp-pgd-lpn": IMAGES,  # images with sides a multiple of 4
     "nuts": HAS_FORWARD,  # with a prior object
     "eki": HAS_FORWARD - {"tumor"},  # Gaussian noise (the segmentation likelihood is not)
     "database": {"tumor"},
@@ -95,7 +104,7 @@ TAKES = {
     "dps": {"vector"},  # the prior's sample shape (8,)
     "score-sde": {"vector"},
     "red-diff": {"vector"},
-    "mbir": ONE_ARRAY - {"vector"},  # a stack of slices of the prior's shape (8,): (2, 8) and the 8 x 8 grids
+    "mbir": ONE_ARRAY - {"vector", "ns-initial", "ns-parameters"},  # slices of the prior's shape (8,): (2, 8), 8 x 8
     "dds": {"vector"},  # linear, of the prior's shape (a stack only with tv_z > 0)
     "diffpir": {"vector"},
     "daps": {"vector"},

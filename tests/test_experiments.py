@@ -114,3 +114,16 @@ def test_darcy_refuses_an_unknown_primary_sampler_before_any_work():
 
     with pytest.raises(ValueError, match="primary must be one of daps, pnpdm, dps, got 'nuts'"):
         darcy.run_darcy(darcy.DarcyConfig(primary="nuts"), 0)
+
+
+def test_beyond_imaging_experiments_refuse_bad_settings_before_any_work():
+    from invsolve.experiments import fluids, scattering, seismic
+
+    with pytest.raises(ValueError, match=r"samplers must be drawn from \('daps', 'diffpir', 'dds'\); got \('dps',\)"):
+        scattering.run_born(scattering.BornConfig(samplers=("dps",)), 0)
+    with pytest.raises(ValueError, match="contrast must be a positive peak permittivity contrast"):
+        scattering.run_ls(scattering.LSConfig(contrast=0.0), 0)
+    with pytest.raises(ValueError, match="n_ensemble >= 2"):
+        fluids.run_initial(fluids.NSConfig(n_ensemble=1), 0)
+    with pytest.raises(ValueError, match="bands_hz a non-empty tuple"):
+        seismic.run_fwi(seismic.FWIConfig(bands_hz=()), 0)

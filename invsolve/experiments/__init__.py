@@ -140,6 +140,7 @@ RUNTIME_S: dict[str, tuple[float, float | None]] = {
     "poisson-kappa-nuts": (23, None), "tumor-database": (38, None), "tumor-gradient": (5, None),
     "tumor-nuts": (55, None), "ct-dds": (16, None), "ct-diffpir": (16, None), "ct-daps": (19, None),
     "ct-pnpdm": (18, None), "ct-stsl": (39, None), "ct3d-dds": (21, None), "darcy-daps": (128, None),
+    "fwi-salt": (24, None), "ns-initial": (61, None), "scattering-born": (53, None), "scattering-ls": (59, None),
 }
 
 
@@ -172,3 +173,6 @@ from . import lpn as _lpn  # noqa: E402,F401
 from . import diffusion as _diffusion  # noqa: E402,F401
 from . import uq as _uq  # noqa: E402,F401
 from . import darcy as _darcy  # noqa: E402,F401
+from . import seismic as _seismic  # noqa: E402,F401
+from . import fluids as _fluids  # noqa: E402,F401
+from . import scattering as _scattering  # noqa: E402,F401

@@ -41,7 +41,7 @@ import numpy as np
 
 from .._problem import GaussianNoise, HasForward, check_finite_data, check_key, rms
 
-__all__ = ["simulate", "kolmogorov", "random_vorticity", "velocity", "energy", "enstrophy", "cfl_limit",
+__all__ = ["simulate", "kolmogorov", "random_vorticity", "colour", "velocity", "energy", "enstrophy", "cfl_limit",
            "initial_condition", "parameters", "VorticityInverse", "FlowParameters", "COURANT", "LENGTH"]
 
 LENGTH = 2.0 * math.pi  # the box side
@@ -169,8 +169,20 @@ def random_vorticity(key, shape=(64, 64), *, alpha: float = 2.5, tau: float = 7.
     return _grf(key, shape, float(alpha), float(tau), float(std))
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
-def _grf(key, shape, alpha, tau, std):
+def colour(white, *, alpha: float = 2.5, tau: float = 7.0, std: float = 5.0):
+    """The linear map behind `random_vorticity`: white noise ``(n1, n2)`` (i.i.d. standard
+    normal) to the Gaussian random field with that spectrum and marginal standard deviation
+    ``std``. With it, ``omega0 = colour(xi)`` and ``xi ~ N(0, I)``: a `GradientMAP` on ``xi``
+    with `invsolve.priors.Tikhonov` ``(1.0)`` is the MAP estimate under the exact prior that
+    made the truth (the field has no mean: ``xi``'s zero mode has no effect)."""
+    white = jnp.asarray(white)
+    shape = _check_shape(white.shape, "colour")
+    return std * jnp.fft.irfft2(jnp.fft.rfft2(white) * _amplitude(shape, float(alpha), float(tau)).astype(white.dtype),
+                                s=shape)
+
+
+@functools.lru_cache(maxsize=16)
+def _amplitude(shape, alpha, tau):
     n1, n2 = shape
     kx = np.fft.fftfreq(n1, 1.0 / n1)[:, None]
     ky_full = np.fft.fftfreq(n2, 1.0 / n2)[None, :]
@@ -178,10 +190,13 @@ def _grf(key, shape, alpha, tau, std):
     amp_full[0, 0] = 0.0
     # white noise w: Var(irfft2(rfft2(w) a)) = sum_full(a^2) / (n1 n2) at every point
     norm = math.sqrt(float(np.sum(amp_full**2)) / (n1 * n2))
-    amp = jnp.asarray(amp_full[:, : n2 // 2 + 1] / norm)
-    dtype = jnp.result_type(float)
-    white = jax.random.normal(key, shape, dtype)
-    return std * jnp.fft.irfft2(jnp.fft.rfft2(white) * amp, s=shape)
+    return np.asarray(amp_full[:, : n2 // 2 + 1] / norm)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
+def _grf(key, shape, alpha, tau, std):
+    white = jax.random.normal(key, shape, jnp.result_type(float))
+    return colour(white, alpha=alpha, tau=tau, std=std)
 
 
 # --------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ import optax
 from .._problem import HasForward, check_finite_data
 from .._solution import RESULTS, Estimate
 from .._solver import AbstractOptaxSolver, AbstractSolver, ArrayUnknown, check_nonneg, key_optimizer
+from .._linop import linearize
 from ..linalg.krylov import cg_fixed, cgls_fixed
 from ..priors.score import AbstractScorePrior, _check_steps, _clip, _pc_step, _times, ancestral
 
@@ -43,9 +44,8 @@ def _check_prior(name, prior):
 
 def _linear_parts(problem, x):
     """``(J, J^T)`` of the forward model at ``x`` (the operator itself when it is linear)."""
-    y, J = jax.linearize(problem.forward, x)
-    JT = jax.linear_transpose(J, x)
-    return J, lambda w: JT(w)[0]
+    _, J, JT = linearize(problem.forward, x)
+    return J, JT
 
 
 # A posterior sample's normalised chi-square is about 1; an under-guided sampler (close to the

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 from .._problem import HasLinearOperator, check_finite_data
 from .._solution import Estimate
 from .._solver import ArrayUnknown, check_nonneg
+from .._linop import linearize
 from ..linalg.krylov import cg_fixed, cgls_fixed
 from ..linalg.least_squares import power_norm_sq
 from ..priors.score import _clip, _times, ancestral
@@ -54,9 +55,8 @@ def _whitened(problem, x):
     """``(J, J^T, r)`` of the whitened data term ``||(y - forward(x)) / sigma||^2 / 2`` at ``x``:
     ``J = d forward / sigma``, ``r = (y - forward(x)) / sigma``."""
     sig = problem.noise.sigma
-    y, J = jax.linearize(problem.forward, x)
-    JT = jax.linear_transpose(J, x)
-    return (lambda v: J(v) / sig), (lambda w: JT(w / sig)[0]), (problem.y_obs - y) / sig
+    y, J, JT = linearize(problem.forward, x)
+    return (lambda v: J(v) / sig), (lambda w: JT(w / sig)), (problem.y_obs - y) / sig
 
 
 def _geometric(hi, lo, k, n):
