@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import statistics
 import time
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -46,6 +45,8 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+import _timing  # benchmarks/_timing.py (scripts run from the repository root)
 
 from invsolve.problems import navier_stokes as ns
 
@@ -129,18 +130,8 @@ def first_call(fn):
 
 
 def interleaved_medians(fns, repeats, budget_s=BUDGET_S):
-    """Median wall time of each callable, timed in turn (round robin) so that a burst of load
-    from elsewhere on the machine falls on all of them alike; a callable stops being repeated
-    (after at least one run) once its runs have taken ``budget_s``."""
-    ts = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, t in zip(fns, ts):
-            if t and sum(t) > budget_s:
-                continue
-            t0 = time.perf_counter()
-            jax.block_until_ready(fn())
-            t.append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in ts]
+    """`_timing.interleaved_medians` of the callables' results, blocked until ready."""
+    return _timing.interleaved_medians([lambda fn=fn: jax.block_until_ready(fn()) for fn in fns], repeats, budget_s)
 
 
 def jax_cfd_runner(n, nu, dt, steps):

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import time
 
 # deepwave's OpenMP threads sleep rather than spin while waiting: with the default (spinning)
@@ -51,6 +50,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+import _timing  # benchmarks/_timing.py (scripts run from the repository root)
 
 from invsolve.problems import wave
 
@@ -92,18 +93,7 @@ def peak_rss_increase_mb(fn):
 
 
 def interleaved_medians(fns, repeats, budget_s=BUDGET_S):
-    """Median wall time of each callable, timed in turn (round robin) so that a burst of load
-    from elsewhere on the machine falls on all of them alike; a callable stops being repeated
-    (after at least one run) once its runs have taken ``budget_s``."""
-    ts = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, t in zip(fns, ts):
-            if t and sum(t) > budget_s:
-                continue
-            t0 = time.perf_counter()
-            fn()
-            t.append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in ts]
+    return _timing.interleaved_medians(fns, repeats, budget_s)
 
 
 # --------------------------------------------------------------------------------------
@@ -238,8 +228,8 @@ def main():
     print("same work: |invsolve - deepwave| / |invsolve| before boundary reflections (constant model, 400 steps): "
           + ", ".join(f"order {o}: {e:.1e}" for o, e in checks.items()) + "\n")
     th = " / ".join(str(t) for t in threads)
-    print(f"| work | run | invsolve s | invsolve compile s | deepwave s ({th} threads) | ratio invsolve / best deepwave "
-          f"| invsolve XLA temp MB | deepwave peak RSS + MB |")
+    print(f"| work | run | invsolve s | invsolve compile s | deepwave s ({th} threads) "
+          f"| ratio invsolve / best deepwave | invsolve XLA temp MB | deepwave peak RSS + MB |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for work, run, t, c, tds, ratio, tmp, md in rows:
         print(f"| {work} | {run} | {t:.3f} | {c:.2f} | {' / '.join(f'{x:.3f}' for x in tds)} | {ratio:.2f} | {tmp} "

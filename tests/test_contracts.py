@@ -196,3 +196,25 @@ def test_every_solver_is_in_the_table():
     assert exported == covered, exported ^ covered
     assert set(TAKES) == set(SOLVERS) and all(t <= set(PROBLEMS) for t in TAKES.values())
     assert set(FAST) == set(SOLVERS) and all(FAST[s] <= TAKES[s] for s in SOLVERS)
+
+
+def test_the_beyond_imaging_table_matches_the_contracts():
+    """docs/beyond-imaging.md's solver x problem table says what `TAKES` says."""
+    from pathlib import Path
+
+    rows = {"`wave.fwi`": "fwi", "`scattering.born`": "born", "`scattering.lippmann_schwinger`": "lippmann-schwinger",
+            "`navier_stokes.initial_condition`": "ns-initial", "`navier_stokes.parameters`": "ns-parameters"}
+    columns = [("map-adam", "map-lbfgs"), ("cgls", "landweber", "chambolle-pock"), ("pnp-pgd-tv", "pnp-admm-l1"),
+               ("nuts",), ("eki",), None, ("mbir",)]  # None: the diffusion samplers (tested on the vector problem)
+    text = (Path(__file__).parents[1] / "docs" / "beyond-imaging.md").read_text()
+    seen = set()
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0] not in rows:
+            continue
+        seen.add(cells[0])
+        problem = rows[cells[0]]
+        for solvers, cell in zip(columns, cells[1:], strict=True):
+            if solvers is not None:
+                assert cell.startswith("✓") == all(problem in TAKES[s] for s in solvers), (cells[0], solvers, cell)
+    assert seen == set(rows)

@@ -272,9 +272,12 @@ def _tiny_setup(ndim, order, free_surface):
     return (v, src, rec, wav), J, kw
 
 
-@pytest.mark.parametrize("free_surface", [False, True])
-@pytest.mark.parametrize("order", [2, 4, 8])
-@pytest.mark.parametrize("ndim", [2, 3])
+FAST_ADJOINT = {(2, 8, True), (3, 4, False)}  # the fast tier's cases; the slow tier runs the other ten
+
+
+@pytest.mark.parametrize("ndim,order,free_surface", [
+    pytest.param(d, o, f, marks=[] if (d, o, f) in FAST_ADJOINT else [pytest.mark.slow])
+    for d in (2, 3) for o in (2, 4, 8) for f in (False, True)])
 def test_hand_adjoint_equals_autodiff_and_finite_differences(ndim, order, free_surface):
     """The hand adjoint is the exact discrete adjoint: its gradients w.r.t. the velocity, the
     source and receiver positions and the wavelet equal JAX autodiff's (through the
