@@ -127,3 +127,6 @@ def test_beyond_imaging_experiments_refuse_bad_settings_before_any_work():
         fluids.run_initial(fluids.NSConfig(n_ensemble=1), 0)
     with pytest.raises(ValueError, match="bands_hz a non-empty tuple"):
         seismic.run_fwi(seismic.FWIConfig(bands_hz=()), 0)
+    with pytest.raises(ValueError, match=r"band: the cut-off must be a frequency in \(0, "):
+        seismic.run_fwi(seismic.FWIConfig(shape=(20, 30), spacing_m=25.0, n_shots=1, freq_hz=6.0,
+                                          bands_hz=(-1.0, None)), 0)

@@ -140,7 +140,7 @@ RUNTIME_S: dict[str, tuple[float, float | None]] = {
     "poisson-kappa-nuts": (23, None), "tumor-database": (38, None), "tumor-gradient": (5, None),
     "tumor-nuts": (55, None), "ct-dds": (16, None), "ct-diffpir": (16, None), "ct-daps": (19, None),
     "ct-pnpdm": (18, None), "ct-stsl": (39, None), "ct3d-dds": (21, None), "darcy-daps": (128, None),
-    "fwi-salt": (24, None), "ns-initial": (61, None), "scattering-born": (53, None), "scattering-ls": (59, None),
+    "fwi-salt": (16, 1303), "ns-initial": (57, None), "scattering-born": (40, None), "scattering-ls": (46, None),
 }
 
 

@@ -41,6 +41,10 @@ def band(prob: wave.FWI, f_cut: float) -> wave.FWI:
     through the same `lowpass` (the wave equation is linear and time-invariant in its source,
     so the filtered data are the filtered wavelet's data), noise ``sigma`` scaled by the
     filter's gain on white noise (the RMS of its impulse response)."""
+    nyquist = 0.5 / prob.dt
+    if not (isinstance(f_cut, (int, float)) and 0 < f_cut < nyquist):
+        raise ValueError(f"band: the cut-off must be a frequency in (0, {nyquist:.4g}) Hz (the Nyquist frequency of "
+                         f"dt = {prob.dt:.4g} s), got {f_cut!r}.")
     n_t = prob.wavelet.shape[-1]
     impulse = np.zeros(n_t)
     impulse[0] = 1.0
