@@ -76,7 +76,8 @@ def run_initial(cfg: NSConfig, seed: int) -> Outcome:
     upsampled = jnp.repeat(jnp.repeat(prob.y_obs, cfg.downsample, 0), cfg.downsample, 1)
     extra = {"rel_l2_map": rel["map"], "rel_l2_eki": rel["eki"], "rel_l2_best": rel[best], "best": best,
              "rel_l2_observed": float(prob.metrics(upsampled)["rel_l2"]),
-             "chi2_map": float(prob.normalized_chi2(sol_map.value)), "chi2_eki": float(prob.normalized_chi2(sol_eki.value)),
+             "chi2_map": float(prob.normalized_chi2(sol_map.value)),
+             "chi2_eki": float(prob.normalized_chi2(sol_eki.value)),
              "n_forward_map": map_forward, "n_forward_eki": int(sol_eki.stats["n_forward"]),
              "steps_eki": int(sol_eki.stats["num_steps"]), "dt": prob.dt}
     fields = {"truth": truth, "observed (upsampled)": np.asarray(upsampled),
@@ -85,7 +86,9 @@ def run_initial(cfg: NSConfig, seed: int) -> Outcome:
               "GradientMAP error": np.asarray(sol_map.value) - truth, "EKI error": np.asarray(sol_eki.value) - truth}
     two_pi = float(2 * np.pi)
     return Outcome(sol_map if best == "map" else sol_eki, fields, extra_metrics=extra,
-                   paper={"InverseBench (Zheng et al., ICLR 2025), Navier-Stokes 128^2: EnKG rel. L2": 0.120},
+                   paper={"reference": "Zheng et al., InverseBench, ICLR 2025 (Navier-Stokes)",
+                          "setting": f"128^2, 2x downsampled; here {cfg.shape[0]}^2, t_obs {cfg.t_obs:g}",
+                          "rel_l2_enkg (about 3e5 simulator calls)": 0.120, "rel_l2_dpg": 0.325, "rel_l2_eki": 0.577},
                    labels={"truth": "true ω₀ (t = 0)", "observed (upsampled)": f"observed ω at t = {cfg.t_obs:g} "
                            f"(÷{cfg.downsample}, 1 % noise)",
                            "GradientMAP": f"GradientMAP ({map_forward} forward runs)",
