@@ -4,7 +4,7 @@ One verb, ``invsolve.solve(problem, solver, key=...) -> Solution``; forward mode
 `invsolve.problems`, methods in `invsolve.solvers`, priors in `invsolve.priors`.
 """
 
-from . import distributed, linalg, metrics, priors, problems, solvers
+from . import distributed, linalg, metrics, optim, priors, problems, solvers
 from ._batch import solve_batch
 from ._driver import DeviceLoop, HostLoop, Interrupted
 from ._linop import AbstractLinearOperator, FunctionOperator, MatrixOperator
@@ -23,5 +23,5 @@ __all__ = [
     "HostLoop", "DeviceLoop", "Interrupted", "AbstractSolver", "AbstractOptaxSolver", "AbstractProblem",
     "HasForward", "HasLinearOperator", "HasResidual", "HasSimulator", "LinearSystem", "LinearInverse", "GaussianNoise",
     "ForwardProblem", "PoissonNoise", "PoissonGaussianNoise", "AbstractLinearOperator", "MatrixOperator", "FunctionOperator",
-    "problems", "solvers", "priors", "metrics", "linalg", "distributed",
+    "problems", "solvers", "priors", "metrics", "linalg", "distributed", "optim",
 ]

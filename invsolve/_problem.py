@@ -10,7 +10,7 @@ import abc
 import math
 import operator
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -379,10 +379,14 @@ class HasResidual(AbstractProblem):
     (``constrain(raw)`` of the trainable raw values, ``{}`` when there are none).
 
     Subclasses provide ``lower``/``upper`` (the box, shape ``(dim,)``), ``n_out`` and
-    `residual`; the rest has defaults.
+    `residual`; the rest has defaults. Time-dependent problems name their time coordinate
+    (``time_axis``, for causal training) and periodic ones the axes along which the box's side
+    is one period (``periodic_axes``, for exact periodic embeddings).
     """
 
     n_out: eqx.AbstractClassVar[int]
+    time_axis: ClassVar[int | None] = None
+    periodic_axes: ClassVar[tuple] = ()
 
     @abc.abstractmethod
     def residual(self, u, theta, x):

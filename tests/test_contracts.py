@@ -12,7 +12,7 @@ import pytest
 import invsolve as inv
 from invsolve._linop import MatrixOperator
 from invsolve.priors import LPN, GaussianMixture
-from invsolve.problems import flame, navier_stokes, poisson, scattering, tomography, tumor, wave
+from invsolve.problems import flame, navier_stokes, pde, poisson, scattering, tomography, tumor, wave
 from helpers import count_compilations
 
 
@@ -44,6 +44,8 @@ PROBLEMS = {
                                                                 key=jax.random.key(9), maxiter=5),
     "ns-initial": lambda: navier_stokes.initial_condition((16, 16), t_obs=0.02, key=jax.random.key(10)),
     "ns-parameters": lambda: navier_stokes.parameters((16, 16), t_obs=0.02, key=jax.random.key(11)),
+    "allen-cahn": lambda: pde.allen_cahn_1d(nx_eval=8, nt_eval=3, n_ic=8, n_bc=4),
+    "kdv": lambda: pde.kdv_1d(nx_eval=8, nt_eval=3, n_ic=8, n_bc=4),
 }
 # problems and solvers are immutable: build each once per test process (a build compiles)
 PROBLEMS = {name: functools.cache(make) for name, make in PROBLEMS.items()}
@@ -57,6 +59,11 @@ SOLVERS = {
     "landweber": lambda: inv.solvers.Landweber(),
     "chambolle-pock": lambda: inv.solvers.ChambollePock(lam=0.1),
     "pinn": lambda: inv.solvers.PINN(optax.adam(1e-3), hidden=(8,), n_collocation=16, steps=3),
+    "pinn-soap-recipe": lambda: inv.solvers.PINN(inv.optim.soap(1e-3), hidden=(8,), n_collocation=16, steps=3,
+                                                 factorized=True, features="fourier", fourier_dim=8,
+                                                 weighting="grad_norm"),
+    "map-soap": lambda: inv.solvers.GradientMAP(inv.optim.soap(1e-2), prior=inv.priors.Tikhonov(1e-2)),
+    "map-mfac": lambda: inv.solvers.GradientMAP(inv.optim.mfac(1e-2, window=4), prior=inv.priors.Tikhonov(1e-2)),
     "dcdm": lambda: inv.solvers.DCDM(inv.solvers.dcdm.DCDMModel.init(2, jax.random.key(0), features=4, levels=1, blocks=1)),
     "pnp-pgd-tv": lambda: inv.solvers.PnPPGD(inv.priors.TV(0.1, prox_steps=5)),
     "pnp-admm-l1": lambda: inv.solvers.PnPADMM(inv.priors.L1(0.01), rho=1.0, cg_steps=3),
@@ -81,7 +88,7 @@ HAS_FORWARD = {"linear-system", "source", "kappa", "ct", "tumor", "vector", "sta
 LINEAR = {"linear-system", "ct", "vector", "stack", "born"}
 ONE_ARRAY = HAS_FORWARD - {"tumor"}  # the tumour's unknowns are named constants
 IMAGES = {"linear-system", "source", "kappa", "ct", "fwi", "born", "lippmann-schwinger", "ns-initial"}  # 2D grids
-PHYSICS_INFORMED = {"poisson-pinn", "fisher-kpp", "flame-inverse"}
+PHYSICS_INFORMED = {"poisson-pinn", "fisher-kpp", "flame-inverse", "allen-cahn", "kdv"}
 # what each solver takes, written out (not derived from the solvers' declarations)
 TAKES = {
     "cg": {"linear-system"},  # symmetric (the other linear problems are not)
@@ -93,6 +100,9 @@ TAKES = {
     "landweber": LINEAR,
     "chambolle-pock": LINEAR,
     "pinn": PHYSICS_INFORMED,
+    "pinn-soap-recipe": PHYSICS_INFORMED,
+    "map-soap": HAS_FORWARD,
+    "map-mfac": HAS_FORWARD,
     "dcdm": {"linear-system"},  # symmetric, and 2D like its model
     "pnp-pgd-tv": ONE_ARRAY,
     "pnp-admm-l1": ONE_ARRAY,
@@ -148,7 +158,8 @@ def _avals(tree):
 # Refusals are checked before tracing and run in the fast tier for every pair.
 FAST = {"cg": {"linear-system"}, "pcg-jacobi": {"linear-system"}, "pcg-multigrid": {"linear-system"},
         "map-adam": {"source", "tumor"}, "map-lbfgs": {"stack"}, "cgls": {"ct"}, "landweber": {"vector"},
-        "chambolle-pock": {"ct"}, "pinn": {"poisson-pinn", "flame-inverse"}, "dcdm": {"linear-system"},
+        "chambolle-pock": {"ct"}, "pinn": {"poisson-pinn", "flame-inverse", "kdv"}, "dcdm": {"linear-system"},
+        "pinn-soap-recipe": {"allen-cahn"}, "map-soap": {"source"}, "map-mfac": {"vector"},
         "pnp-pgd-tv": {"ct"}, "pnp-admm-l1": {"source"}, "pnp-pgd-lpn": {"ct"}, "nuts": {"vector"}, "eki": {"vector"},
         "database": {"tumor"}, "database-refined": {"tumor"}, "dps": {"vector"}, "score-sde": {"vector"},
         "red-diff": {"vector"}, "mbir": {"stack"}, "dds": {"vector"}, "diffpir": {"vector"}, "daps": {"vector"},

@@ -39,6 +39,9 @@ EXPECTED_MISS = {
     "ct3d-dds": {  # 5 CG steps x 2 ADMM iterations per step fit the noise of 8 views (chi2 0.05 on validation too)
         "chi2 >= 0.5": (0.0824, ">=", 0.03),
     },
+    "pinn-advection": {  # 1500 steps of a 3x64 network at quick settings do not resolve c = 80
+        "rel_l2 <= 0.5": (1.162, "<=", 2.0),
+    },
     "flame-inverse": {  # 6000 float32 Adam steps, no L-BFGS, one seed: the kinetics converge last
         "|mean_rel_err_lambda| <= 0.02": (-0.136, "|<=", 0.3),
         "|mean_rel_err_Ea| <= 0.02": (-0.0237, "|<=", 0.05),
@@ -130,3 +133,10 @@ def test_beyond_imaging_experiments_refuse_bad_settings_before_any_work():
     with pytest.raises(ValueError, match=r"band: the cut-off must be a frequency in \(0, "):
         seismic.run_fwi(seismic.FWIConfig(shape=(20, 30), spacing_m=25.0, n_shots=1, freq_hz=6.0,
                                           bands_hz=(-1.0, None)), 0)
+
+
+def test_pinn_benchmarks_refuse_an_unknown_optimizer_before_any_work():
+    from invsolve.experiments import pinn
+
+    with pytest.raises(ValueError, match="optimizer must be one of soap, adam, mfac, got 'sgd'"):
+        pinn.PINNBenchConfig(optimizer="sgd").solver()

@@ -141,6 +141,7 @@ RUNTIME_S: dict[str, tuple[float, float | None]] = {
     "tumor-nuts": (55, None), "ct-dds": (16, None), "ct-diffpir": (16, None), "ct-daps": (19, None),
     "ct-pnpdm": (18, None), "ct-stsl": (39, None), "ct3d-dds": (21, None), "darcy-daps": (128, None),
     "fwi-salt": (16, 1303), "ns-initial": (57, None), "scattering-born": (40, None), "scattering-ls": (46, None),
+    "pinn-allen-cahn": (16, 1155), "pinn-advection": (7, 509), "pinn-kdv": (17, 1202),
 }
 
 
@@ -176,3 +177,4 @@ from . import darcy as _darcy  # noqa: E402,F401
 from . import seismic as _seismic  # noqa: E402,F401
 from . import fluids as _fluids  # noqa: E402,F401
 from . import scattering as _scattering  # noqa: E402,F401
+from . import pinn as _pinn  # noqa: E402,F401

@@ -20,7 +20,9 @@ class FlamePINNConfig:
     a Z profile, 30k Adam steps at 1e-3 x0.95 every 1000, float64), then 1000 L-BFGS steps
     (ours: they take the temperature error from ~4e-3 to ~1e-4).
 
-    dtype: "float32" or "float64"; lbfgs_steps: L-BFGS refinement after Adam (0: none).
+    dtype: "float32" or "float64"; lbfgs_steps: L-BFGS refinement after Adam (0: none);
+    factorized: random weight factorisation (the paper's repository uses it; off by default,
+    which keeps the recorded numbers).
     """
 
     hidden: tuple[int, ...] = (64, 64, 64)
@@ -29,11 +31,12 @@ class FlamePINNConfig:
     steps: int = 30_000
     lbfgs_steps: int = 1000
     dtype: str = "float64"
+    factorized: bool = False
 
     def solver(self):
         return solvers.PINN(hidden=self.hidden, n_collocation=self.n_collocation, steps=self.steps,
                             warmup_steps=self.warmup_steps, lbfgs_steps=self.lbfgs_steps,
-                            dtype=jnp.dtype(self.dtype))
+                            dtype=jnp.dtype(self.dtype), factorized=self.factorized)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -49,6 +49,7 @@ class FisherKPP1D(HasResidual):
     """
 
     n_out: ClassVar[int] = 1
+    time_axis: ClassVar[int] = 1
     D: jax.Array = eqx.field(default=1.0, converter=_positive("FisherKPP1D", "D"))
     rho: jax.Array = eqx.field(default=1.0, converter=_positive("FisherKPP1D", "rho"))
     x_min: float = eqx.field(static=True, default=-10.0)

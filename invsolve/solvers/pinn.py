@@ -14,7 +14,7 @@ from flax import nnx
 from .._problem import HasResidual
 from .._solution import RESULTS, Estimate
 from .._solver import AbstractOptaxSolver, check_nonneg, key_optimizer
-from ..nn import MLP
+from ..nn import MLP, FieldNet, PirateNet
 
 
 def paper_adam(lr: float = 1e-3, every: int = 1000, factor: float = 0.95):
@@ -34,6 +34,7 @@ class PINNState(eqx.Module):
     loss: jax.Array
     best_params: Any
     best_loss: jax.Array
+    balance: Any  # {term: weight} from gradient-norm balancing (ones when off)
 
 
 class PINN(AbstractOptaxSolver):
@@ -55,6 +56,29 @@ class PINN(AbstractOptaxSolver):
     Glorot-normal init) in ``dtype`` (float32 by default); its input is
     ``problem.scale_input(x)`` and its output goes through ``problem.transform`` (bounds,
     hard boundary conditions).
+
+    Training options of Wang et al. 2023 ("An expert's guide to training PINNs"; jaxpi), all
+    off by default:
+
+    * ``factorized``: random weight factorisation of every layer (`invsolve.nn.FactorizedLinear`;
+      True means ``(mu, sigma) = (1.0, 0.1)``, as jaxpi and FlamePINN-1D);
+    * ``periodic``: an exact periodic embedding of the problem's ``periodic_axes`` (the box's
+      side is one period); ``features="fourier"``: random Fourier features of scale
+      ``fourier_scale`` and size ``fourier_dim`` (`invsolve.nn.Embedding`);
+    * ``causal``: causal weighting of the residual (Wang, Sankaran & Perdikaris 2024, Eq. 2.11):
+      the points are binned into ``causal_chunks`` slices along the problem's ``time_axis``,
+      slice i's mean squared residual ``L_i`` is weighted by
+      ``w_i = exp(-causal_tol sum_{k<i} L_k)`` (no gradient through w);
+    * ``weighting="grad_norm"``: every ``balance_every`` physics steps each loss term's weight
+      becomes ``0.9 old + 0.1 sum_j |grad L_j| / |grad L_k|`` (Wang et al. 2023, Eq. 5.3), on top
+      of ``weights``;
+    * ``architecture="pirate"``: a PirateNet (`invsolve.nn.PirateNet`, Wang et al. 2024) with
+      ``len(hidden) // 3`` residual blocks of width ``hidden[0]`` on random Fourier features of
+      that size (``features`` is implied, ``fourier_dim`` ignored).
+
+    Their fields: ``factorized``, ``periodic``, ``features``, ``fourier_scale``,
+    ``fourier_dim``, ``causal``, ``causal_tol``, ``causal_chunks``, ``weighting``,
+    ``balance_every``, ``architecture``.
 
     Args:
         optimizer: optax ``GradientTransformation`` for the warm-up and physics stages.
@@ -86,6 +110,17 @@ class PINN(AbstractOptaxSolver):
     weights: dict | None = None
     dtype: Any = jnp.float32
     devices: int | None = eqx.field(default=None, static=True)
+    factorized: bool | tuple = eqx.field(default=False, static=True)
+    periodic: bool = eqx.field(default=False, static=True)
+    features: str | None = eqx.field(default=None, static=True)
+    fourier_scale: float = 1.0
+    fourier_dim: int = eqx.field(default=128, static=True)
+    causal: bool = eqx.field(default=False, static=True)
+    causal_tol: float = 1.0
+    causal_chunks: int = eqx.field(default=32, static=True)
+    weighting: str | None = eqx.field(default=None, static=True)
+    balance_every: int = eqx.field(default=1000, static=True)
+    architecture: str = eqx.field(default="mlp", static=True)
     graphdef: Any = eqx.field(default=None, static=True)
     refiner: Any = eqx.field(default=None, static=True)
 
@@ -100,6 +135,27 @@ class PINN(AbstractOptaxSolver):
                              f"got {self.devices!r}.")
         if not all(isinstance(h, int) and h > 0 for h in self.hidden):
             raise ValueError(f"PINN hidden must be a tuple of positive layer widths, got {self.hidden!r}.")
+        if self.architecture not in ("mlp", "pirate"):
+            raise ValueError(f"PINN architecture must be 'mlp' or 'pirate', got {self.architecture!r}.")
+        if self.architecture == "pirate" and (len(set(self.hidden)) != 1 or len(self.hidden) % 3):
+            raise ValueError("PINN architecture='pirate' needs hidden = (width,) * 3 * blocks (three equal layers per "
+                             f"residual block), got {self.hidden!r}.")
+        if self.features not in (None, "fourier"):
+            raise ValueError(f"PINN features must be None or 'fourier', got {self.features!r}.")
+        if self.weighting not in (None, "grad_norm"):
+            raise ValueError(f"PINN weighting must be None or 'grad_norm', got {self.weighting!r}.")
+        for name in ("fourier_scale", "causal_tol"):
+            v = getattr(self, name)
+            if not isinstance(v, jax.core.Tracer) and (isinstance(v, bool) or not float(v) > 0 or not jnp.isfinite(v)):
+                raise ValueError(f"PINN {name} must be a positive finite number, got {v!r}.")
+        for name in ("fourier_dim", "causal_chunks", "balance_every"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < (2 if name == "fourier_dim" else 1):
+                raise ValueError(f"PINN {name} must be an integer >= {2 if name == 'fourier_dim' else 1}, got {v!r}.")
+        if self.factorized is not False and self.factorized is not True and not (
+                isinstance(self.factorized, tuple) and len(self.factorized) == 2 and self.factorized[1] >= 0):
+            raise ValueError("PINN factorized must be True, False or (mu, sigma) with sigma >= 0, "
+                             f"got {self.factorized!r}.")
         if self.optimizer is not None and not isinstance(self.optimizer, optax.GradientTransformation) \
                 and not hasattr(self.optimizer, "update"):
             raise TypeError(f"PINN optimizer must be an optax GradientTransformation, got {self.optimizer!r}.")
@@ -107,7 +163,26 @@ class PINN(AbstractOptaxSolver):
     # --- set-up -------------------------------------------------------------------------
     def _network(self, problem, key):
         dim = jnp.shape(problem.lower)[0]
-        return MLP(dim, problem.n_out, self.hidden, self.activation, rngs=nnx.Rngs(key), dtype=self.dtype)
+        factorized = (1.0, 0.1) if self.factorized is True else (self.factorized or None)
+        fourier = (self.fourier_scale, self.fourier_dim) if self.features == "fourier" else None
+        periodic = tuple(problem.periodic_axes) if self.periodic else ()
+        if self.architecture == "pirate":
+            return PirateNet(dim, problem.n_out, self.hidden[0], len(self.hidden) // 3, self.activation,
+                             rngs=nnx.Rngs(key), dtype=self.dtype, factorized=factorized, periodic=periodic,
+                             fourier_scale=self.fourier_scale)
+        if fourier is None and not periodic:
+            return MLP(dim, problem.n_out, self.hidden, self.activation, rngs=nnx.Rngs(key), dtype=self.dtype,
+                       factorized=factorized)
+        return FieldNet(dim, problem.n_out, self.hidden, self.activation, rngs=nnx.Rngs(key), dtype=self.dtype,
+                        factorized=factorized, periodic=periodic, fourier=fourier)
+
+    def _check_problem(self, problem):
+        name = type(problem).__name__
+        if self.periodic and not tuple(problem.periodic_axes):
+            raise ValueError(f"PINN periodic=True needs a problem with periodic axes (periodic_axes); {name} has none.")
+        if self.causal and problem.time_axis is None:
+            raise ValueError(f"PINN causal=True needs a time-dependent problem (a time_axis); {name} has no time "
+                             "axis. Use causal=False.")
 
     def init_params(self, problem, key=None):
         key = jax.random.key(0) if key is None else key
@@ -122,6 +197,7 @@ class PINN(AbstractOptaxSolver):
         return self._warmup(problem) + self.steps + self.lbfgs_steps
 
     def prepare(self, problem):
+        self._check_problem(problem)
         graphdef, _ = nnx.split(nnx.eval_shape(lambda: self._network(problem, jax.random.key(0))))
         opt = paper_adam() if self.optimizer is None else self.optimizer
         solver = dataclasses.replace(self, optimizer=opt, graphdef=graphdef)
@@ -176,19 +252,41 @@ class PINN(AbstractOptaxSolver):
         theta = problem.constrain(params["theta"])
         u = self.field(problem, params)
         res = problem.residual(u, theta, points)
-        terms = {"residual": jnp.mean(jnp.square(res))}
+        terms = {"residual": self._causal_mean(problem, res, points) if self.causal else jnp.mean(jnp.square(res))}
         for k, v in problem.conditions(u, theta).items():
             terms[k] = jnp.mean(jnp.square(v))
         return terms
 
-    def _total(self, terms):
+    def _causal_mean(self, problem, res, points):
+        """``mean_i w_i L_i`` over time slices (see the class docstring)."""
+        ax, m = problem.time_axis, self.causal_chunks
+        t0, t1 = problem.lower[ax], problem.upper[ax]
+        idx = jnp.clip(jnp.floor((points[:, ax] - t0) / (t1 - t0) * m), 0, m - 1).astype(jnp.int32)
+        sq = jnp.square(res).reshape(res.shape[0], -1).mean(axis=1)
+        count = jax.ops.segment_sum(jnp.ones_like(sq), idx, m)
+        L = jax.ops.segment_sum(sq, idx, m) / jnp.maximum(count, 1)
+        w = jax.lax.stop_gradient(jnp.exp(-self.causal_tol * (jnp.cumsum(L) - L)))
+        return jnp.mean(w * L)
+
+    def _total(self, terms, balance=None):
         w = self.weights or {}
-        return sum(w.get(k, 1.0) * v for k, v in terms.items())
+        b = balance or {}
+        return sum(w.get(k, 1.0) * b.get(k, 1.0) * v for k, v in terms.items())
+
+    def _balanced(self, problem, points, params, balance):
+        """Gradient-norm balancing (Wang et al. 2023, Eq. 5.3), with momentum 0.9."""
+        grads = jax.jacrev(lambda p: self._terms(problem, p, points))(params)
+        norms = {k: optax.global_norm(g) for k, g in grads.items()}
+        total = sum(norms.values())
+        tiny = jnp.finfo(total.dtype).tiny
+        # a term with no gradient (e.g. periodicity under an exact periodic embedding) keeps its weight
+        return {k: jnp.where(n > 0, 0.9 * balance[k] + 0.1 * total / jnp.maximum(n, tiny), balance[k])
+                for k, n in norms.items()}
 
     def _loss(self, problem, points):
-        def f(params):
+        def f(params, balance=None):
             terms = self._terms(problem, params, points)
-            return self._total(terms), terms
+            return self._total(terms, balance), terms
 
         return f
 
@@ -204,14 +302,16 @@ class PINN(AbstractOptaxSolver):
     # --- the solver protocol ------------------------------------------------------------
     def init(self, problem, key):
         params = self.init_params(problem, key)
+        points = self._points(problem)
         dtype = jnp.result_type(*jax.tree.leaves(params["net"]))
         inf = jnp.full((), jnp.inf, dtype)
         return PINNState(
             params=params, opt_state=self.optimizer.init(params), warm_state=self.optimizer.init(params),
             refine_state=self.refiner.init(params) if self.lbfgs_steps else None,
-            step=jnp.zeros((), jnp.int32), points=self._points(problem),
+            step=jnp.zeros((), jnp.int32), points=points,
             key=jax.random.key_data(jax.random.fold_in(key, 1)), loss=inf,
             best_params=params, best_loss=inf,
+            balance={k: jnp.ones((), dtype) for k in jax.eval_shape(lambda: self._terms(problem, params, points))},
         )
 
     def _info(self, problem, loss, terms, params):
@@ -232,9 +332,16 @@ class PINN(AbstractOptaxSolver):
         f = self._loss(problem, points)
 
         def physics(s):
-            (loss, terms), g = jax.value_and_grad(f, has_aux=True)(s.params)
+            balance = s.balance
+            if self.weighting == "grad_norm":
+                due = (s.step - nw) % self.balance_every == 0
+                balance = jax.lax.cond(due, lambda: self._balanced(problem, points, s.params, s.balance),
+                                       lambda: s.balance)
+            (_, terms), g = jax.value_and_grad(f, has_aux=True)(s.params, balance)
             upd, opt_state = self.optimizer.update(g, s.opt_state, s.params)
-            return dataclasses.replace(s, params=optax.apply_updates(s.params, upd), opt_state=opt_state), loss, terms
+            # history's loss leaves out the balancing weights, which change the objective's scale
+            return dataclasses.replace(s, params=optax.apply_updates(s.params, upd), opt_state=opt_state,
+                                       balance=balance), self._total(terms), terms
 
         def warm(s):
             wl = self._warm_loss(problem)
@@ -244,10 +351,11 @@ class PINN(AbstractOptaxSolver):
             return dataclasses.replace(s, params=optax.apply_updates(s.params, upd), warm_state=warm_state), loss, terms
 
         def refine(s):
-            value_fn = lambda p: f(p)[0]
-            (loss, terms), g = jax.value_and_grad(f, has_aux=True)(s.params)
-            upd, st = self.refiner.update(g, s.refine_state, s.params, value=loss, grad=g, value_fn=value_fn)
-            return dataclasses.replace(s, params=optax.apply_updates(s.params, upd), refine_state=st), loss, terms
+            value_fn = lambda p: f(p, s.balance)[0]
+            (value, terms), g = jax.value_and_grad(f, has_aux=True)(s.params, s.balance)
+            upd, st = self.refiner.update(g, s.refine_state, s.params, value=value, grad=g, value_fn=value_fn)
+            return dataclasses.replace(s, params=optax.apply_updates(s.params, upd), refine_state=st), \
+                self._total(terms), terms
 
         branches = [b for b, n in ((warm, nw), (physics, self.steps), (refine, self.lbfgs_steps)) if n]
         bounds = jnp.cumsum(jnp.array([n for n in (nw, self.steps, self.lbfgs_steps) if n]))
