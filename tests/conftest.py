@@ -49,3 +49,23 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if _deselected["n"] and expr == "not slow":
         terminalreporter.write_line(f"fast tier: {_deselected['n']} slow tests deselected; `pytest -m slow` runs them "
                                     "(CI runs both tiers: .ci/run)")
+
+
+
+# Every compiled XLA:CPU kernel keeps its own memory mappings until its executable is freed,
+# and a long-lived xdist worker reaches the per-process limit (vm.max_map_count, 65530)
+# within ~15 min of the slow tier; mmap then fails and the worker dies with a fatal signal.
+# Dropping JAX's in-memory compilation caches frees them: after every slow test (each
+# compiles large programs of its own) and after every module of fast tests (which share
+# small programs within a module). The persistent cache above makes a recompile a disk read.
+@pytest.fixture(autouse=True, scope="module")
+def _free_compiled_programs_per_module():
+    yield
+    jax.clear_caches()
+
+
+@pytest.fixture(autouse=True)
+def _free_compiled_programs_per_slow_test(request):
+    yield
+    if request.node.get_closest_marker("slow"):
+        jax.clear_caches()

@@ -52,25 +52,7 @@ def test_nuts_matches_the_analytic_gaussian_posterior(gaussian):
 
 
 @pytest.mark.slow  # 14 s on a quiet 2-core machine, cold cache
-def test_chains_run_as_a_batch_and_each_equals_its_own_solve():
-    """Runs in a fresh Python process: twice in full slow-tier runs the long-lived xdist worker
-    crashed (a fatal signal, no Python error) inside this test, which passes on its own."""
-    import inspect
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    setup = inspect.getsource(gaussian.__wrapped__ if hasattr(gaussian, "__wrapped__") else gaussian)
-    setup = setup[setup.index("def gaussian"):]  # without the fixture decorator
-    code = ("import jax, jax.numpy as jnp, numpy as np\njax.config.update('jax_enable_x64', True)\n"
-            "import invsolve as inv\n" + f"D, M, SIGMA, ALPHA = {D}, {M}, {SIGMA}, {ALPHA}\n"
-            + setup + inspect.getsource(_chains_body) + "_chains_body(gaussian())\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
-                          cwd=Path(__file__).parent)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-
-
-def _chains_body(gaussian):
+def test_chains_run_as_a_batch_and_each_equals_its_own_solve(gaussian):
     prob = gaussian[0]
     nuts = inv.solvers.NUTS(n_samples=50, n_warmup=50, prior=inv.priors.Tikhonov(ALPHA))
     keys = jax.random.split(jax.random.key(4), 2)
