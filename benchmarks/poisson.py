@@ -3,6 +3,7 @@
 Run:  python benchmarks/poisson.py            # 2D 128^2, 256^2, 512^2 and 3D 32^3, 64^3, 96^3
       python benchmarks/poisson.py --quick    # 128^2 and 32^3 only (smoke test)
       python benchmarks/poisson.py --sizes 256x256,64x64x64
+      python benchmarks/poisson.py --obstacles --sizes 512x512,96x96x96   # with solid cells
 
 System: ``A = invsolve.problems.poisson.operator(shape, kappa, bc="dirichlet")`` with the
 fixed smooth coefficient ``kappa = 1 + 0.5 prod_i sin(2 pi x_i)``, ``b`` standard normal
@@ -12,7 +13,10 @@ steady-state solve time after one warm-up call (median of 5 runs, 3 for grids ab
 cells); compile time (JAX only: ``sol.stats["compile_time_s"]`` of the warm-up call for
 invsolve, ahead-of-time ``lower().compile()`` for the plain CG); and the true relative
 residual ``||b - A x|| / ||b||`` computed with ``A.to_scipy()``. The ratio column is
-invsolve CG / plain JAX CG, and invsolve MG-PCG / pyamg (setup + solve).
+invsolve CG / plain JAX CG, and invsolve MG-PCG and AMG-PCG / pyamg (setup + solve).
+``--obstacles``: the DCDM benchmark's solid cells (``poisson.smoke_obstacles``, key 12345),
+``kappa = 0`` and ``b = 0`` there. invsolve AMG's setup runs on the host (NumPy/SciPy), timed
+like pyamg's; its V-cycle runs in the compiled solve.
 BLAS/OpenMP are pinned to one thread before numpy is imported.
 """
 
@@ -98,22 +102,39 @@ def bench_plain(A, b, repeats):
     return dict(iters=int(iters), setup=None, solve=solve, compile=compile_s, x=x)
 
 
-def bench_size(shape, repeats):
-    A = poisson.operator(shape, kappa=jnp.asarray(kappa_field(shape)), bc="dirichlet")
+def bench_amg(A, b, repeats):
+    setups = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        amg = invsolve.solvers.AMG().setup(A)
+        setups.append(time.perf_counter() - t0)
+    r = bench_invsolve(poisson.linear_system(A, b), invsolve.solvers.PCG(amg, rtol=RTOL), repeats)
+    r["setup"] = statistics.median(setups)
+    return r
+
+
+def bench_size(shape, repeats, obstacles=False, cg=True):
+    solid = poisson.smoke_obstacles(shape, jax.random.key(12345)) if obstacles else None
+    A = poisson.operator(shape, kappa=jnp.asarray(kappa_field(shape)), bc="dirichlet", obstacles=solid)
     b_np = np.random.default_rng(0).standard_normal(shape)
+    if obstacles:
+        b_np = np.where(np.asarray(solid), 0.0, b_np)
     b = jnp.asarray(b_np)
     A_sp, b_flat = A.to_scipy(), b_np.ravel()
     problem = poisson.linear_system(A, b)
     rows = {}
 
     solvers = invsolve.solvers
-    rows["invsolve CG"] = bench_invsolve(problem, solvers.CG(rtol=RTOL), repeats)
+    if cg:
+        rows["invsolve CG"] = bench_invsolve(problem, solvers.CG(rtol=RTOL), repeats)
     rows["invsolve MG-PCG"] = bench_invsolve(problem, solvers.PCG(solvers.Multigrid(), rtol=RTOL), repeats)
+    rows["invsolve AMG-PCG"] = bench_amg(A, b, repeats)
 
-    iters = []
-    spla.cg(A_sp, b_flat, rtol=RTOL, maxiter=10 * b_flat.size, callback=lambda xk: iters.append(1))
-    solve, (x, _) = timed(lambda: spla.cg(A_sp, b_flat, rtol=RTOL, maxiter=10 * b_flat.size), repeats)
-    rows["scipy CG"] = dict(iters=len(iters), setup=None, solve=solve, compile=None, x=x)
+    if cg:
+        iters = []
+        spla.cg(A_sp, b_flat, rtol=RTOL, maxiter=10 * b_flat.size, callback=lambda xk: iters.append(1))
+        solve, (x, _) = timed(lambda: spla.cg(A_sp, b_flat, rtol=RTOL, maxiter=10 * b_flat.size), repeats)
+        rows["scipy CG"] = dict(iters=len(iters), setup=None, solve=solve, compile=None, x=x)
 
     setups, solves = [], []
     for _ in range(repeats):
@@ -127,14 +148,17 @@ def bench_size(shape, repeats):
     rows["pyamg SA-PCG"] = dict(iters=len(res) - 1, setup=statistics.median(setups),
                                 solve=statistics.median(solves), compile=None, x=x)
 
-    rows["plain JAX CG"] = bench_plain(A, b, repeats)
+    if cg:
+        rows["plain JAX CG"] = bench_plain(A, b, repeats)
 
     for r in rows.values():
         x = np.asarray(r.pop("x")).ravel()
         r["res"] = np.linalg.norm(b_flat - A_sp @ x) / np.linalg.norm(b_flat)
         r["total"] = (r["setup"] or 0.0) + r["solve"]
-    rows["invsolve CG"]["ratio"] = rows["invsolve CG"]["solve"] / rows["plain JAX CG"]["solve"]
-    rows["invsolve MG-PCG"]["ratio"] = rows["invsolve MG-PCG"]["total"] / rows["pyamg SA-PCG"]["total"]
+    if cg:
+        rows["invsolve CG"]["ratio"] = rows["invsolve CG"]["solve"] / rows["plain JAX CG"]["solve"]
+    for name in ("invsolve MG-PCG", "invsolve AMG-PCG"):
+        rows[name]["ratio"] = rows[name]["total"] / rows["pyamg SA-PCG"]["total"]
     return rows
 
 
@@ -146,6 +170,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="only 128^2 and 32^3")
     parser.add_argument("--sizes", help="comma-separated grids, e.g. 256x256,64x64x64")
+    parser.add_argument("--obstacles", action="store_true", help="solid cells (poisson.smoke_obstacles)")
+    parser.add_argument("--skip-cg", action="store_true", help="leave out the unpreconditioned CG rows")
     args = parser.parse_args()
     if args.sizes:
         sizes = [tuple(int(n) for n in s.split("x")) for s in args.sizes.split(",")]
@@ -158,12 +184,13 @@ def main():
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for shape in sizes:
         n = int(np.prod(shape))
-        rows = bench_size(shape, repeats=5 if n <= 100_000 else 3)
+        rows = bench_size(shape, repeats=5 if n <= 100_000 else 3, obstacles=args.obstacles, cg=not args.skip_cg)
         grid = "x".join(map(str, shape))
         for name, r in rows.items():
             print(f"| {grid} | {name} | {r['iters']} | {fmt(r['setup'], '.3f')} | {r['solve']:.3f} | "
                   f"{fmt(r['compile'], '.2f')} | {r['res']:.2e} | {fmt(r.get('ratio'), '.2f')} |", flush=True)
-    print("\nratio: invsolve CG solve / plain JAX CG solve; invsolve MG-PCG solve / pyamg (setup + solve)."
+    print("\nratio: invsolve CG solve / plain JAX CG solve; invsolve MG-PCG and AMG-PCG (setup + solve) / pyamg "
+          "(setup + solve)."
           f"\nload average at the end: {os.getloadavg()[0]:.2f}")
 
 

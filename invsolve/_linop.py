@@ -93,6 +93,15 @@ class GridOperator(HasDiagonal):
         """The same operator on the grid with half the cells per axis (even sizes)."""
 
 
+class HasSparseMatrix(AbstractLinearOperator):
+    """An operator that can write itself as a SciPy sparse matrix (what `invsolve.linalg.AMG`
+    needs for its host-side set-up)."""
+
+    @abc.abstractmethod
+    def to_scipy(self):
+        """The operator as a ``scipy.sparse`` matrix ``(prod(out_shape), prod(in_shape))``."""
+
+
 class HasSolids(AbstractLinearOperator):
     """An operator that is the identity on some cells (obstacles): ``solid`` is the boolean
     mask of those cells, or None (what `invsolve.solvers.DCDM` uses to work on the fluid only).

@@ -53,6 +53,7 @@ SOLVERS = {
     "cg": lambda: inv.solvers.CG(),
     "pcg-jacobi": lambda: inv.solvers.PCG(),
     "pcg-multigrid": lambda: inv.solvers.PCG(inv.solvers.Multigrid(coarsest=16)),
+    "pcg-amg": lambda: inv.solvers.PCG(inv.solvers.AMG(max_coarse=16)),
     "map-adam": lambda: inv.solvers.GradientMAP(optax.adam(1e-2), prior=inv.priors.TV(1e-3)),
     "map-lbfgs": lambda: inv.solvers.GradientMAP(optax.lbfgs(), prior=inv.priors.Tikhonov(1e-2, order=1)),
     "cgls": lambda: inv.solvers.CGLS(),
@@ -94,6 +95,7 @@ TAKES = {
     "cg": {"linear-system"},  # symmetric (the other linear problems are not)
     "pcg-jacobi": {"linear-system"},
     "pcg-multigrid": {"linear-system"},  # and a grid operator
+    "pcg-amg": {"linear-system"},  # and a sparse matrix form
     "map-adam": HAS_FORWARD,
     "map-lbfgs": HAS_FORWARD,
     "cgls": LINEAR,
@@ -157,6 +159,7 @@ def _avals(tree):
 # problems below (one or two of the kinds it takes), the slow tier on every other one it takes.
 # Refusals are checked before tracing and run in the fast tier for every pair.
 FAST = {"cg": {"linear-system"}, "pcg-jacobi": {"linear-system"}, "pcg-multigrid": {"linear-system"},
+        "pcg-amg": {"linear-system"},
         "map-adam": {"source", "tumor"}, "map-lbfgs": {"stack"}, "cgls": {"ct"}, "landweber": {"vector"},
         "chambolle-pock": {"ct"}, "pinn": {"poisson-pinn", "flame-inverse", "kdv"}, "dcdm": {"linear-system"},
         "pinn-soap-recipe": {"allen-cahn"}, "map-soap": {"source"}, "map-mfac": {"vector"},

@@ -28,6 +28,7 @@ SOLVERS = {
     "cg": inv.solvers.CG(rtol=1e-11),
     "pcg-jacobi": inv.solvers.PCG(rtol=1e-11),
     "pcg-multigrid": inv.solvers.PCG(inv.solvers.Multigrid(), rtol=1e-11),
+    "pcg-amg": inv.solvers.PCG(inv.solvers.AMG(max_coarse=64), rtol=1e-11),
 }
 
 

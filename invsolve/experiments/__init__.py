@@ -142,6 +142,7 @@ RUNTIME_S: dict[str, tuple[float, float | None]] = {
     "ct-pnpdm": (18, None), "ct-stsl": (39, None), "ct3d-dds": (21, None), "darcy-daps": (128, None),
     "fwi-salt": (16, 1303), "ns-initial": (57, None), "scattering-born": (40, None), "scattering-ls": (46, None),
     "pinn-allen-cahn": (16, 1155), "pinn-advection": (7, 509), "pinn-kdv": (17, 1202),
+    "cbct-fdk-vs-tv": (44, None),
 }
 
 

@@ -98,3 +98,63 @@ register(Experiment(
                   ref="psnr_fbp"),
     ),
 ))
+
+
+@dataclasses.dataclass(frozen=True)
+class CBCTConfig:
+    """Circular cone-beam CT of the 3D modified Shepp-Logan phantom: FDK against TV-MAP.
+
+    size: volume side ``n`` (voxels, volume ``(n, n, n)``); n_views: views over 2 pi;
+    geometry scaled from the issue's 128^3 scanner: source 3.9 n and detector 1.95 n from the
+    axis (a cone half-angle of ~7.5 degrees), a flat ``1.5 n x 1.5 n`` detector;
+    noise: relative Gaussian noise on the projections; tv, tv_steps: Chambolle-Pock TV-MAP.
+    """
+
+    size: int = 64
+    n_views: int = 60
+    noise: float = 0.01
+    tv: float = 10.0
+    tv_steps: int = 100
+
+
+def run_cbct(cfg: CBCTConfig, seed: int) -> Outcome:
+    import jax.numpy as jnp
+
+    n = cfg.size
+    x = phantoms.shepp_logan_3d(n)
+    op = tomography.ConeBeam(shape=(n, n, n), angles=jnp.linspace(0, 2 * jnp.pi, cfg.n_views, endpoint=False),
+                             detector=(3 * n // 2, 3 * n // 2), source_distance=3.9 * n, detector_distance=1.95 * n)
+    prob = tomography.relative_gaussian(x, op, cfg.noise, jax.random.key(seed), owner="cbct-fdk-vs-tv")
+    fdk = tomography.fdk(prob)
+    tv = solve(prob, solvers.ChambollePock(lam=cfg.tv, max_steps=cfg.tv_steps))
+    extra = {}
+    for name, v in (("fdk", fdk), ("tv", tv.value)):
+        extra[f"psnr_{name}"], extra[f"ssim_{name}"] = _scores(v, x)
+    truth, f, t = np.asarray(x), np.asarray(fdk), np.asarray(tv.value)
+    c = n // 2
+    fields = {"truth (axial)": truth[c], "FDK (axial)": f[c], "TV (axial)": t[c], "TV error (axial)": t[c] - truth[c],
+              "truth (coronal)": truth[:, c], "FDK (coronal)": f[:, c], "TV (coronal)": t[:, c],
+              "TV error (coronal)": t[:, c] - truth[:, c]}
+    scan = f"{cfg.n_views} cone-beam views, {cfg.noise:.0%} noise"
+    pm = lambda m: (f"psnr_{m}", f"ssim_{m}")  # noqa: E731
+    return Outcome(tv, fields, extra_metrics=extra, layout="image", ncols=4,
+                   labels={"FDK (axial)": f"FDK axial ({scan})", "TV (axial)": f"TV-MAP axial ({cfg.tv_steps} its)",
+                           **{f"{k} (coronal)": f"{k} coronal (x-z plane)"
+                              for k in ("truth", "FDK", "TV", "TV error")}},
+                   panel_metrics={"FDK (axial)": pm("fdk"), "TV (axial)": pm("tv")},
+                   axes=("x [voxels]", "y (axial) or z (coronal) [voxels]"))
+
+
+register(Experiment(
+    name="cbct-fdk-vs-tv",
+    description="Cone-beam CT of the 3D Shepp-Logan phantom (circular scan, 1% noise): FDK vs TV (Chambolle-Pock)",
+    run=run_cbct,
+    quick=CBCTConfig(),
+    full=CBCTConfig(size=128, n_views=120, tv_steps=150),
+    criteria=(
+        Criterion("psnr_tv", ">=", 10.0, 10.0, "ours: TV-MAP well above FDK on a piecewise-constant phantom "
+                  "(quick measured +15.6 dB; full not run here)", ref="psnr_fdk"),
+        Criterion("psnr_tv", ">=", 36.5, None, "ours: quick measured 37.74 dB (deterministic)"),
+        Criterion("psnr_fdk", ">=", 21.0, None, "ours: quick measured 22.17 dB (FDK of 60 noisy views)"),
+    ),
+))

@@ -9,7 +9,9 @@ no method family (`invsolve.solvers`, which re-exports the solver objects define
 from ._solve import linear_solve
 from .krylov import CG, PCG, AbstractPreconditioner, Identity, Jacobi, cg_fixed, cgls_fixed, krylov_terminate
 from .least_squares import CGLS, power_norm_sq
+from .amg import AMG, SparseOperator
 from .multigrid import Multigrid
 
 __all__ = ["linear_solve", "CG", "PCG", "CGLS", "AbstractPreconditioner", "Identity", "Jacobi", "Multigrid",
+           "AMG", "SparseOperator",
            "cg_fixed", "cgls_fixed", "krylov_terminate", "power_norm_sq"]

@@ -207,8 +207,10 @@ class PCG(_AbstractCG):
     """Preconditioned conjugate gradients.
 
     Args:
-        preconditioner: `Jacobi()` (default) or `invsolve.linalg.Multigrid()` (a geometric
-            multigrid V-cycle, for `invsolve.problems.poisson` operators).
+        preconditioner: `Jacobi()` (default), `invsolve.linalg.Multigrid()` (a geometric
+            multigrid V-cycle, for `invsolve.problems.poisson` operators without obstacles)
+            or `invsolve.linalg.AMG()` (smoothed-aggregation algebraic multigrid, for any
+            symmetric operator with a sparse matrix form, obstacles included).
         rtol, atol, max_steps: as `CG`.
     """
 
@@ -225,6 +227,13 @@ class PCG(_AbstractCG):
     @property
     def requires(self):
         return _AbstractCG.requires + tuple(self.preconditioner.requires)
+
+    def prepare(self, problem):
+        """Host-side set-up of the preconditioner (`AMG` reads the sparse matrix here)."""
+        prep = getattr(self.preconditioner, "prepare", None)
+        if prep is None:
+            return self
+        return eqx.tree_at(lambda s: s.preconditioner, self, prep(problem.operator()))
 
     def _preconditioner(self):
         return self.preconditioner

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._linop import GridOperator, HasSolids
+from .._linop import GridOperator, HasSolids, HasSparseMatrix
 from .._problem import (GaussianNoise, HasForward, HasResidual, LinearSystem, as_array, check_finite_data, check_key,
                         check_memory, directional_derivatives, real_number, rms)
 
@@ -132,7 +132,7 @@ def _shift_pad(x, axis, lo, hi):
     return jnp.pad(x, pad)
 
 
-class PoissonOperator(GridOperator, HasSolids):
+class PoissonOperator(GridOperator, HasSolids, HasSparseMatrix):
     """Matrix-free ``A u = -div(kappa grad u)``, symmetric; positive definite unless all
     walls are Neumann and there is no Dirichlet wall (then singular with constant null space).
 

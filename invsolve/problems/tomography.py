@@ -619,3 +619,6 @@ def low_dose(x, n_angles: int = 180, photons: float = 1e4, *, key, max_attenuati
     y = -jnp.log(jnp.maximum(counts, 1.0) / photons) / mu
     sigma = 1.0 / (mu * jnp.sqrt(expected))
     return LinearInverse(op, y, GaussianNoise(sigma), x)
+
+
+from .conebeam import ConeBeam, fdk  # noqa: E402,F401  (last: conebeam imports from this module)

@@ -9,7 +9,7 @@ from .database import DatabaseQuery, Refined
 from .eki import EKI
 from .dcdm import DCDM
 from .diffusion import DPS, DiffusionMBIR, REDDiff, ScoreSDE
-from ..linalg import CG, CGLS, PCG, AbstractPreconditioner, Identity, Jacobi, Multigrid
+from ..linalg import AMG, CG, CGLS, PCG, AbstractPreconditioner, Identity, Jacobi, Multigrid
 from .linear_ls import ChambollePock, Landweber
 from .map import GradientMAP
 from .mcmc import NUTS
@@ -17,7 +17,7 @@ from .pinn import PINN
 from .pnp import PnPADMM, PnPPGD
 from .samplers import DAPS, DDS, STSL, DiffPIR, PnPDM
 
-__all__ = ["CG", "PCG", "Identity", "Jacobi", "AbstractPreconditioner", "Multigrid", "GradientMAP",
+__all__ = ["CG", "PCG", "Identity", "Jacobi", "AbstractPreconditioner", "Multigrid", "AMG", "GradientMAP",
            "CGLS", "Landweber", "ChambollePock", "PINN", "DatabaseQuery", "Refined", "DCDM", "dcdm",
            "PnPPGD", "PnPADMM", "DPS", "REDDiff", "ScoreSDE", "DiffusionMBIR", "diffusion", "NUTS",
            "DDS", "DiffPIR", "DAPS", "PnPDM", "STSL", "samplers", "EKI"]
