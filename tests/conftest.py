@@ -11,6 +11,8 @@ os.environ.setdefault("INVSOLVE_NO_CACHE", "1")
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
+from helpers import clear_compiled  # noqa: E402
+
 jax.config.update("jax_enable_x64", True)
 # Persistent compilation cache: repeated test runs skip most XLA compiles.
 _cache = os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "jax")
@@ -61,11 +63,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 @pytest.fixture(autouse=True, scope="module")
 def _free_compiled_programs_per_module():
     yield
-    jax.clear_caches()
+    clear_compiled()
 
 
 @pytest.fixture(autouse=True)
 def _free_compiled_programs_per_slow_test(request):
     yield
     if request.node.get_closest_marker("slow"):
-        jax.clear_caches()
+        clear_compiled()

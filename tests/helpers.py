@@ -67,6 +67,29 @@ def check_grad(f, x, key, n_dirs=3, eps=1e-6, rtol=1e-5):
 
 _COMPILE = "/jax/core/compile/backend_compile_duration"
 _LOWER = "/jax/core/compile/jaxpr_to_mlir_module_duration"
+# how many times the tests dropped JAX's in-memory compilation caches (conftest.py): objects
+# cached across tests whose building compiles programs are rebuilt after a drop
+CLEARS = [0]
+
+
+def clear_compiled():
+    jax.clear_caches()
+    CLEARS[0] += 1
+
+
+def cached_per_clear(make):
+    """``make()`` once, again after each `clear_compiled` (so the programs its building
+    compiled are warm again, not recompiled inside a test's counted region)."""
+    cache = {}
+
+    def get():
+        if cache.get("clears") != CLEARS[0]:
+            cache.update(clears=CLEARS[0], value=make())
+        return cache["value"]
+
+    return get
+
+
 _counts = {"on": False, "compile": 0, "lower": 0}
 _installed = False
 

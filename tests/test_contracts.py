@@ -13,7 +13,7 @@ import invsolve as inv
 from invsolve._linop import MatrixOperator
 from invsolve.priors import LPN, GaussianMixture
 from invsolve.problems import flame, navier_stokes, pde, poisson, scattering, tomography, tumor, wave
-from helpers import count_compilations
+from helpers import cached_per_clear, count_compilations
 
 
 def _matrix_problem(in_shape, m):
@@ -47,8 +47,10 @@ PROBLEMS = {
     "allen-cahn": lambda: pde.allen_cahn_1d(nx_eval=8, nt_eval=3, n_ic=8, n_bc=4),
     "kdv": lambda: pde.kdv_1d(nx_eval=8, nt_eval=3, n_ic=8, n_bc=4),
 }
-# problems and solvers are immutable: build each once per test process (a build compiles)
-PROBLEMS = {name: functools.cache(make) for name, make in PROBLEMS.items()}
+# problems and solvers are immutable: build each once per test process (a build compiles), and
+# again after the tests drop the compilation caches (conftest.py), so that the programs the
+# build compiled are not recompiled inside test_contract's count
+PROBLEMS = {name: cached_per_clear(make) for name, make in PROBLEMS.items()}
 SOLVERS = {
     "cg": lambda: inv.solvers.CG(),
     "pcg-jacobi": lambda: inv.solvers.PCG(),
@@ -83,7 +85,7 @@ SOLVERS = {
     "pnpdm": lambda: inv.solvers.PnPDM(_mixture(), n_steps=3, n_prior=2, cg_steps=2),
     "stsl": lambda: inv.solvers.STSL(_mixture(), n_steps=3),
 }
-SOLVERS = {name: functools.cache(make) for name, make in SOLVERS.items()}
+SOLVERS = {name: cached_per_clear(make) for name, make in SOLVERS.items()}
 HAS_FORWARD = {"linear-system", "source", "kappa", "ct", "tumor", "vector", "stack", "fwi", "born",
                "lippmann-schwinger", "ns-initial", "ns-parameters"}
 LINEAR = {"linear-system", "ct", "vector", "stack", "born"}
