@@ -73,6 +73,11 @@ class AbstractPreconditioner(eqx.Module):
 
     requires: ClassVar[tuple] = ()
 
+    def prepare(self, operator) -> "AbstractPreconditioner":
+        """Host-side set-up before tracing, from a concrete operator (default: nothing;
+        `AMG` reads the sparse matrix here)."""
+        return self
+
     @abc.abstractmethod
     def build(self, operator) -> Callable: ...
 
@@ -229,11 +234,9 @@ class PCG(_AbstractCG):
         return _AbstractCG.requires + tuple(self.preconditioner.requires)
 
     def prepare(self, problem):
-        """Host-side set-up of the preconditioner (`AMG` reads the sparse matrix here)."""
-        prep = getattr(self.preconditioner, "prepare", None)
-        if prep is None:
-            return self
-        return eqx.tree_at(lambda s: s.preconditioner, self, prep(problem.operator()))
+        """Host-side set-up of the preconditioner (`AbstractPreconditioner.prepare`)."""
+        prepared = self.preconditioner.prepare(problem.operator())
+        return self if prepared is self.preconditioner else eqx.tree_at(lambda s: s.preconditioner, self, prepared)
 
     def _preconditioner(self):
         return self.preconditioner
