@@ -6,6 +6,7 @@ One verb, ``invsolve.solve(problem, solver, key=...) -> Solution``; forward mode
 
 from . import distributed, linalg, metrics, optim, priors, problems, solvers
 from ._batch import solve_batch
+from ._cache import use_compilation_cache
 from ._driver import DeviceLoop, HostLoop, Interrupted
 from ._linop import AbstractLinearOperator, FunctionOperator, MatrixOperator
 from ._problem import (
@@ -23,5 +24,5 @@ __all__ = [
     "HostLoop", "DeviceLoop", "Interrupted", "AbstractSolver", "AbstractOptaxSolver", "AbstractProblem",
     "HasForward", "HasLinearOperator", "HasResidual", "HasSimulator", "LinearSystem", "LinearInverse", "GaussianNoise",
     "ForwardProblem", "PoissonNoise", "PoissonGaussianNoise", "AbstractLinearOperator", "MatrixOperator", "FunctionOperator",
-    "problems", "solvers", "priors", "metrics", "linalg", "distributed", "optim",
+    "problems", "solvers", "priors", "metrics", "linalg", "distributed", "optim", "use_compilation_cache",
 ]

@@ -12,6 +12,8 @@ import platform
 import sys
 import time
 
+from ._cache import cache_dir, use_compilation_cache
+
 
 def _runtime(seconds) -> str:
     if seconds is None:
@@ -445,23 +447,13 @@ def main(argv=None) -> int:
         return 130
 
 
-def cache_dir() -> str:
-    """The folder of JAX's persistent compilation cache for the command line:
-    ``$XDG_CACHE_HOME/invsolve/jax`` (default ``~/.cache/invsolve/jax``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "invsolve", "jax")
-
-
 def _compile_cache(disabled: bool) -> None:
-    """Compile once per machine: JAX's persistent compilation cache, unless ``--no-cache`` or
-    ``INVSOLVE_NO_CACHE=1``, so a second run loads its programs instead of compiling them."""
+    """Compile once per machine: JAX's persistent compilation cache (`invsolve.use_compilation_cache`),
+    unless ``--no-cache`` or ``INVSOLVE_NO_CACHE=1``, so a second run loads its programs instead
+    of compiling them."""
     if disabled or os.environ.get("INVSOLVE_NO_CACHE", "") not in ("", "0"):
         return
-    import jax
-
-    jax.config.update("jax_compilation_cache_dir", cache_dir())
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    use_compilation_cache(cache_dir())
 
 
 if __name__ == "__main__":

@@ -253,39 +253,39 @@ def _integrate_fwd(u0, faces, a, b, n):
     return u_end, (u0, starts, faces, a, b)
 
 
-def _adjoint_block(start, g, ga, gb, faces, a, b, steps):
-    """Recompute ``steps`` states from ``start`` and pull ``g`` back through them."""
+def _adjoint_block(start, g, ga, gb, buf, faces, a, b, steps):
+    """Recompute ``steps`` states from ``start`` into ``buf`` (one buffer of a block's states,
+    reused by every block: no per-block allocation) and pull ``g`` back through them."""
     if steps == 0:
-        return g, ga, gb
+        return g, ga, gb, buf
+    buf = buf.at[0].set(start)
+    buf = jax.lax.fori_loop(
+        0, steps - 1, lambda i, s: jax.lax.dynamic_update_index_in_dim(s, _step(s[i], faces, a, b), i + 1, 0), buf)
 
-    def fwd(v, _):
-        return _step(v, faces, a, b), v
-
-    _, states = jax.lax.scan(fwd, start, None, length=steps)
-
-    def back(carry, u):
+    def back(j, carry):
         g, ga, gb = carry
+        u = buf[steps - 1 - j]
         div_g = _divergence(g, faces)  # the stencil is symmetric: <g, div u> = <div g, u>
-        ga = ga + jnp.vdot(div_g, u)
-        gb = gb + jnp.vdot(g, u * (1.0 - u))
-        g = g + a * div_g + b * (1.0 - 2.0 * u) * g
-        return (g, ga, gb), None
+        ga = ga + jnp.sum(div_g * u)
+        gb = gb + jnp.sum(g * (u - u * u))  # written without a constant: XLA would broadcast it per step
+        return g + a * div_g + b * (1.0 - 2.0 * u) * g, ga, gb
 
-    (g, ga, gb), _ = jax.lax.scan(back, (g, ga, gb), states, reverse=True)
-    return g, ga, gb
+    g, ga, gb = jax.lax.fori_loop(0, steps, back, (g, ga, gb))
+    return g, ga, gb, buf
 
 
 def _integrate_bwd(n, res, g):
     u0, starts, faces, a, b = res
     blk = _block_size(n)
-    r = n % blk
+    nb, r = divmod(n, blk)
     zero = jnp.zeros((), g.dtype)
+    buf = jnp.zeros((blk,) + g.shape, g.dtype)
 
-    def block(carry, start):
-        return _adjoint_block(start, *carry, faces, a, b, blk), None
+    def block(k, carry):
+        return _adjoint_block(starts[nb - 1 - k], *carry, faces, a, b, blk)
 
-    (g, ga, gb), _ = jax.lax.scan(block, (g, zero, zero), starts, reverse=True)
-    g, ga, gb = _adjoint_block(u0, g, ga, gb, faces, a, b, r)
+    g, ga, gb, buf = jax.lax.fori_loop(0, nb, block, (g, zero, zero, buf))
+    g, ga, gb, _ = _adjoint_block(u0, g, ga, gb, buf, faces, a, b, r)
     return g, jax.tree.map(jnp.zeros_like, faces), ga.astype(jnp.result_type(a)), gb.astype(jnp.result_type(b))
 
 
