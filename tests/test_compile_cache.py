@@ -20,7 +20,8 @@ def _mg_solve(n, k):
     c = (jnp.arange(n) + 0.5) / n
     kappa = 1.0 + 0.1 * k * jnp.sin(jnp.pi * c)[:, None] * jnp.ones(n)
     A = poisson.operator((n, n), kappa=kappa)
-    return inv.solve(poisson.linear_system(A, jnp.full((n, n), k + 1.0)), inv.solvers.PCG(inv.solvers.Multigrid(), rtol=1e-6))
+    system = poisson.linear_system(A, jnp.full((n, n), k + 1.0))
+    return inv.solve(system, inv.solvers.PCG(inv.solvers.Multigrid(), rtol=1e-6))
 
 
 def test_multigrid_solve_compiles_once_per_shape():
