@@ -145,3 +145,28 @@ def test_causal_or_periodic_on_a_problem_without_that_axis_is_refused():
         inv.solve(prob, _small(causal=True), key=jax.random.key(0))
     with pytest.raises(ValueError, match="periodic=True needs a problem with periodic axes"):
         inv.solve(prob, _small(periodic=True), key=jax.random.key(0))
+    with pytest.raises(ValueError, match="time_periodic=True needs a time-dependent problem"):
+        inv.solve(prob, _small(time_periodic=True), key=jax.random.key(0))
+
+
+def test_time_periodic_embedding_has_a_trained_period(ac):
+    """Time embedded as (cos(w t), sin(w t)) with w trained from pi: the field repeats after
+    2 pi / w in the scaled time, and d/dw of the output matches a central difference."""
+    solver = _small(periodic=True, time_periodic=True, features="fourier", fourier_dim=16).prepare(ac)
+    params = solver.init_params(ac, jax.random.key(2))
+    assert float(params["net"]["embed"]["omega"][...]) == pytest.approx(np.pi)
+    net = nnx.merge(solver.graphdef, params["net"])
+    z = jnp.array([[0.3, -0.7], [-0.5, 0.2]])
+    np.testing.assert_allclose(net(z), net(z + jnp.array([0.0, 2.0])), atol=1e-12)  # one period: 2 in scaled time
+    with pytest.raises(ValueError, match="time_periodic axis 0 must be an input axis"):
+        FieldNet(2, 1, (4,), "tanh", rngs=nnx.Rngs(0), periodic=(0,), time_periodic=0)
+
+    def out(w):
+        p = jax.tree.map(lambda a: a, params)
+        p["net"]["embed"]["omega"] = p["net"]["embed"]["omega"].replace(w)
+        return jnp.sum(nnx.merge(solver.graphdef, p["net"])(z))
+
+    w0, h = jnp.asarray(np.pi), 1e-6
+    fd = (out(w0 + h) - out(w0 - h)) / (2 * h)
+    np.testing.assert_allclose(jax.grad(out)(w0), fd, rtol=1e-6)
+    assert abs(float(fd)) > 1e-3

@@ -41,6 +41,7 @@ class PINNBenchConfig:
     decay_rate: float = 0.9
     factorized: bool = True
     periodic: bool = True
+    time_periodic: bool = False
     features: str | None = "fourier"
     fourier_scale: float = 1.0
     fourier_dim: int = 128
@@ -63,6 +64,7 @@ class PINNBenchConfig:
         return solvers.PINN(optimizer=opt, hidden=self.hidden, n_collocation=self.n_collocation,
                             resample_every=self.resample_every, steps=self.steps, warmup_steps=0,
                             lbfgs_steps=self.lbfgs_steps, factorized=self.factorized, periodic=self.periodic,
+                            time_periodic=self.time_periodic,
                             features=self.features, fourier_scale=self.fourier_scale, fourier_dim=self.fourier_dim,
                             causal=self.causal, causal_tol=self.causal_tol, causal_chunks=self.causal_chunks,
                             weighting=self.weighting, balance_every=self.balance_every)

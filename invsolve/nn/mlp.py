@@ -71,14 +71,25 @@ class Embedding(nnx.Module):
     periodic along them (Dong & Ni 2021; jaxpi). ``fourier=(scale, dim)``: then
     ``z -> [cos(z B), sin(z B)]`` with a fixed ``B ~ N(0, scale^2)`` of shape
     ``(features, dim // 2)`` (Tancik et al. 2020; Wang, Wang & Perdikaris 2021); ``B`` is not
-    trained (its gradient is stopped). ``x (..., in_size) -> (..., out_size)``.
+    trained (its gradient is stopped). ``time_periodic``: one more axis (time) embedded as
+    ``(cos(w z), sin(w z))`` with a *trained* angular frequency ``w`` that starts at ``pi`` (one
+    period over the box), jaxpi's trainable time period: a travelling wave ``sin(x - c t)`` is
+    periodic in time, and the period can move to one of its multiples. ``x (..., in_size) ->
+    (..., out_size)``.
     """
 
     def __init__(self, in_size: int, periodic: Sequence[int] = (), fourier: tuple[float, int] | None = None, *,
-                 rngs: nnx.Rngs, dtype=jnp.float32):
+                 rngs: nnx.Rngs, dtype=jnp.float32, time_periodic: int | None = None):
         self.periodic = tuple(int(a) for a in periodic)
+        self.time_periodic = None if time_periodic is None else int(time_periodic)
+        if self.time_periodic is not None:
+            if self.time_periodic in self.periodic or not 0 <= self.time_periodic < in_size:
+                raise ValueError(f"Embedding: time_periodic axis {time_periodic!r} must be an input axis "
+                                 f"(0..{in_size - 1}) that is not in periodic {self.periodic}.")
+            self.omega = nnx.Param(jnp.asarray(jnp.pi, dtype))
         self.in_size = in_size
-        size = in_size + len(self.periodic)
+        wavy = self.periodic + (() if self.time_periodic is None else (self.time_periodic,))
+        size = in_size + len(wavy)
         self.fourier = fourier is not None
         if self.fourier:
             scale, dim = fourier
@@ -87,9 +98,12 @@ class Embedding(nnx.Module):
         self.out_size = size
 
     def __call__(self, x):
-        if self.periodic:
-            keep = [x[..., i:i + 1] for i in range(self.in_size) if i not in self.periodic]
-            waves = [f(jnp.pi * x[..., i:i + 1]) for i in self.periodic for f in (jnp.cos, jnp.sin)]
+        if self.periodic or self.time_periodic is not None:
+            freq = {i: jnp.pi for i in self.periodic}
+            if self.time_periodic is not None:
+                freq[self.time_periodic] = self.omega[...]
+            keep = [x[..., i:i + 1] for i in range(self.in_size) if i not in freq]
+            waves = [f(w * x[..., i:i + 1]) for i, w in freq.items() for f in (jnp.cos, jnp.sin)]
             x = jnp.concatenate(waves + keep, axis=-1)
         if self.fourier:
             z = x @ jax.lax.stop_gradient(self.B[...])
@@ -101,8 +115,9 @@ class FieldNet(nnx.Module):
     """`Embedding` followed by an `MLP`: the network of `invsolve.solvers.PINN`."""
 
     def __init__(self, in_size: int, out_size: int, hidden: Sequence[int], activation: str, *, rngs: nnx.Rngs,
-                 dtype=jnp.float32, factorized=None, periodic: Sequence[int] = (), fourier=None):
-        self.embed = Embedding(in_size, periodic, fourier, rngs=rngs, dtype=dtype)
+                 dtype=jnp.float32, factorized=None, periodic: Sequence[int] = (), fourier=None,
+                 time_periodic: int | None = None):
+        self.embed = Embedding(in_size, periodic, fourier, rngs=rngs, dtype=dtype, time_periodic=time_periodic)
         self.mlp = MLP(self.embed.out_size, out_size, hidden, activation, rngs=rngs, dtype=dtype,
                        factorized=factorized)
 
@@ -127,7 +142,7 @@ class PirateNet(nnx.Module):
 
     def __init__(self, in_size: int, out_size: int, width: int, blocks: int, activation: str = "tanh", *,
                  rngs: nnx.Rngs, dtype=jnp.float32, factorized=None, periodic: Sequence[int] = (),
-                 fourier_scale: float = 1.0):
+                 fourier_scale: float = 1.0, time_periodic: int | None = None):
         if activation not in ACTIVATIONS:
             raise ValueError(f"PirateNet activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}.")
         if width < 2 or width % 2 or blocks < 1:
@@ -135,7 +150,8 @@ class PirateNet(nnx.Module):
         def dense(a, b):
             return _dense(a, b, factorized, rngs, dtype)
 
-        self.embed = Embedding(in_size, periodic, (fourier_scale, width), rngs=rngs, dtype=dtype)
+        self.embed = Embedding(in_size, periodic, (fourier_scale, width), rngs=rngs, dtype=dtype,
+                               time_periodic=time_periodic)
         self.gate_u, self.gate_v = dense(width, width), dense(width, width)
         self.layers = nnx.List([nnx.List([dense(width, width) for _ in range(3)]) for _ in range(blocks)])
         self.alpha = nnx.Param(jnp.zeros((blocks,), dtype))

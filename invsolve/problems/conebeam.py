@@ -370,6 +370,20 @@ class ConeBeam(AbstractLinearOperator):
     def transpose(self):
         return Transposed(self)
 
+    def shard_views(self, mesh=None, axis: str | None = None) -> "ViewSharded":
+        """This operator with its views split over ``mesh`` (default: all devices in a 1-D mesh
+        along ``"views"``); see `ViewSharded`."""
+        if mesh is None:
+            mesh = jax.sharding.Mesh(np.array(jax.devices()), ("views",))
+        if axis is None:
+            if len(mesh.axis_names) != 1:
+                raise ValueError(f"shard_views: name the mesh axis to split the views over (axis=...); the mesh "
+                                 f"has axes {mesh.axis_names}.")
+            axis = mesh.axis_names[0]
+        if axis not in mesh.axis_names:
+            raise ValueError(f"shard_views: axis {axis!r} is not an axis of the mesh {mesh.axis_names}.")
+        return ViewSharded(self, mesh, axis)
+
     @property
     def in_shape(self):
         return self.shape
@@ -381,6 +395,77 @@ class ConeBeam(AbstractLinearOperator):
     @property
     def dtype(self):
         return self.angles.dtype
+
+    @property
+    def symmetric(self):
+        return False
+
+    @property
+    def positive_definite(self):
+        return False
+
+
+class ViewSharded(AbstractLinearOperator):
+    """A `ConeBeam` whose views are split over the devices of a 1-D ``mesh`` (axis
+    ``axis``): each device projects its own views (``mv``, output sharded along the view axis)
+    and back-projects them, the partial volumes summed over the mesh (``rmv``, one all-reduce).
+    The result equals the unsharded operator's to rounding; the volume is replicated. Build it
+    with ``cb.shard_views(mesh)``; the number of views must be a multiple of the mesh's size."""
+
+    op: ConeBeam
+    mesh: jax.sharding.Mesh = eqx.field(static=True)
+    axis: str = eqx.field(static=True)
+
+    def __check_init__(self):
+        n, d = self.op.out_shape[0], self.mesh.shape[self.axis]
+        if n % d:
+            raise ValueError(f"shard_views: {n} views do not split evenly over {d} devices along mesh axis "
+                             f"{self.axis!r}; use a multiple of {d} views.")
+
+    def _run(self, x, adjoint):
+        from jax.sharding import PartitionSpec as P
+
+        lead = (None,) * (x.ndim - 3)
+        views = P(*lead, self.axis, None, None)
+
+        def local(angles, y):
+            part = eqx.tree_at(lambda o: o.angles, self.op, angles)
+            out = _project3(part, y, adjoint)
+            return jax.lax.psum(out, self.axis) if adjoint else out
+
+        spec_in, spec_out = (views, P()) if adjoint else (P(), views)
+        return jax.shard_map(local, mesh=self.mesh, in_specs=(P(self.axis), spec_in), out_specs=spec_out,
+                             check_vma=False)(
+            self.op.angles, x)
+
+    def mv(self, x):
+        x = _as_float(jnp.asarray(x), self.dtype)
+        if x.ndim < 3 or tuple(x.shape[-3:]) != self.op.shape:
+            raise ValueError(f"the volume has shape {tuple(x.shape)}; the operator was built for (..., "
+                             f"{', '.join(map(str, self.op.shape))}) (nz, ny, nx).")
+        return self._run(x, False)
+
+    def rmv(self, p):
+        p = _as_float(jnp.asarray(p), self.dtype)
+        if p.ndim < 3 or tuple(p.shape[-3:]) != self.out_shape:
+            raise ValueError(f"the projections have shape {tuple(p.shape)}; expected (..., "
+                             f"{', '.join(map(str, self.out_shape))}) (n_views, rows, cols).")
+        return self._run(p, True)
+
+    def transpose(self):
+        return Transposed(self)
+
+    @property
+    def in_shape(self):
+        return self.op.in_shape
+
+    @property
+    def out_shape(self):
+        return self.op.out_shape
+
+    @property
+    def dtype(self):
+        return self.op.dtype
 
     @property
     def symmetric(self):

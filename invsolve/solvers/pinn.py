@@ -65,6 +65,8 @@ class PINN(AbstractOptaxSolver):
     * ``periodic``: an exact periodic embedding of the problem's ``periodic_axes`` (the box's
       side is one period); ``features="fourier"``: random Fourier features of scale
       ``fourier_scale`` and size ``fourier_dim`` (`invsolve.nn.Embedding`);
+    * ``time_periodic``: the time axis embedded as ``(cos(w t), sin(w t))`` with a trained
+      frequency ``w`` (jaxpi's trainable time period, for travelling waves such as advection);
     * ``causal``: causal weighting of the residual (Wang, Sankaran & Perdikaris 2024, Eq. 2.11):
       the points are binned into ``causal_chunks`` slices along the problem's ``time_axis``,
       slice i's mean squared residual ``L_i`` is weighted by
@@ -76,7 +78,7 @@ class PINN(AbstractOptaxSolver):
       ``len(hidden) // 3`` residual blocks of width ``hidden[0]`` on random Fourier features of
       that size (``features`` is implied, ``fourier_dim`` ignored).
 
-    Their fields: ``factorized``, ``periodic``, ``features``, ``fourier_scale``,
+    Their fields: ``factorized``, ``periodic``, ``time_periodic``, ``features``, ``fourier_scale``,
     ``fourier_dim``, ``causal``, ``causal_tol``, ``causal_chunks``, ``weighting``,
     ``balance_every``, ``architecture``.
 
@@ -112,6 +114,7 @@ class PINN(AbstractOptaxSolver):
     devices: int | None = eqx.field(default=None, static=True)
     factorized: bool | tuple = eqx.field(default=False, static=True)
     periodic: bool = eqx.field(default=False, static=True)
+    time_periodic: bool = eqx.field(default=False, static=True)
     features: str | None = eqx.field(default=None, static=True)
     fourier_scale: float = 1.0
     fourier_dim: int = eqx.field(default=128, static=True)
@@ -166,20 +169,24 @@ class PINN(AbstractOptaxSolver):
         factorized = (1.0, 0.1) if self.factorized is True else (self.factorized or None)
         fourier = (self.fourier_scale, self.fourier_dim) if self.features == "fourier" else None
         periodic = tuple(problem.periodic_axes) if self.periodic else ()
+        tp = problem.time_axis if self.time_periodic else None
         if self.architecture == "pirate":
             return PirateNet(dim, problem.n_out, self.hidden[0], len(self.hidden) // 3, self.activation,
                              rngs=nnx.Rngs(key), dtype=self.dtype, factorized=factorized, periodic=periodic,
-                             fourier_scale=self.fourier_scale)
-        if fourier is None and not periodic:
+                             fourier_scale=self.fourier_scale, time_periodic=tp)
+        if fourier is None and not periodic and tp is None:
             return MLP(dim, problem.n_out, self.hidden, self.activation, rngs=nnx.Rngs(key), dtype=self.dtype,
                        factorized=factorized)
         return FieldNet(dim, problem.n_out, self.hidden, self.activation, rngs=nnx.Rngs(key), dtype=self.dtype,
-                        factorized=factorized, periodic=periodic, fourier=fourier)
+                        factorized=factorized, periodic=periodic, fourier=fourier, time_periodic=tp)
 
     def _check_problem(self, problem):
         name = type(problem).__name__
         if self.periodic and not tuple(problem.periodic_axes):
             raise ValueError(f"PINN periodic=True needs a problem with periodic axes (periodic_axes); {name} has none.")
+        if self.time_periodic and problem.time_axis is None:
+            raise ValueError(f"PINN time_periodic=True needs a time-dependent problem (a time_axis); {name} has no "
+                             "time axis. Use time_periodic=False.")
         if self.causal and problem.time_axis is None:
             raise ValueError(f"PINN causal=True needs a time-dependent problem (a time_axis); {name} has no time "
                              "axis. Use causal=False.")
