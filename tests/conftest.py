@@ -31,6 +31,25 @@ def key():
 _deselected = {"n": 0}
 
 
+_EXTRA_SLOW = {line.strip() for line in open(os.path.join(os.path.dirname(__file__), "slow_tier_extra.txt"))
+               if line.strip() and not line.startswith("#")}
+
+
+for _id in _EXTRA_SLOW:  # a renamed or removed test must not leave a stale line behind
+    _path, _func = _id.split("::")[0], _id.split("::")[1].split("[")[0]
+    _src = os.path.join(os.path.dirname(__file__), "..", _path)
+    if not os.path.exists(_src) or f"def {_func}(" not in open(_src).read():
+        raise RuntimeError(f"tests/slow_tier_extra.txt lists {_id!r}, but {_path} has no test {_func}")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects
+def pytest_collection_modifyitems(config, items):
+    """Heavy tests listed in ``slow_tier_extra.txt`` run in the slow tier."""
+    for item in items:
+        if item.nodeid in _EXTRA_SLOW:
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_deselected(items):
     _deselected["n"] += sum(1 for item in items if item.get_closest_marker("slow"))
 
