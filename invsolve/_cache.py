@@ -19,7 +19,7 @@ def use_compilation_cache(directory: str | os.PathLike | None = None, *, min_com
     Programs that took at least ``min_compile_time_s`` seconds to compile are stored in
     ``directory`` (default `cache_dir()`). The command line does this unless ``--no-cache``.
     Measured on two CPU cores (``benchmarks/compile_cache.py --work``): the first MG-PCG solve at
-    256² takes 3.5 s in a new process and 0.7 s once the cache holds its programs. Returns the
+    256² takes 4.0 s in a new process and 0.7 s once the cache holds its programs. Returns the
     folder used.
     """
     import jax
