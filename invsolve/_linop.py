@@ -75,6 +75,18 @@ class Transposed(AbstractLinearOperator):
     positive_definite = property(lambda self: False)
 
 
+class MatrixFreeRectangular(AbstractLinearOperator):
+    """A matrix-free operator that defines ``mv`` and its exact transpose ``rmv`` (projectors,
+    the Born operator): the transpose is `Transposed`, and it is neither symmetric nor
+    positive definite."""
+
+    def transpose(self):
+        return Transposed(self)
+
+    symmetric = property(lambda self: False)
+    positive_definite = property(lambda self: False)
+
+
 class HasDiagonal(AbstractLinearOperator):
     """An operator that knows its diagonal (what `invsolve.linalg.Jacobi` needs)."""
 

@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._linop import AbstractLinearOperator, Transposed
+from .._linop import MatrixFreeRectangular
 from .._problem import LinearInverse, check_memory
 from .tomography import FILTERS, _as_float, _check_angles, _fourier_filter
 
@@ -239,7 +239,7 @@ def _cone_adjoint(op, proj):
 # --------------------------------------------------------------------------------------
 # the operator
 # --------------------------------------------------------------------------------------
-class ConeBeam(AbstractLinearOperator):
+class ConeBeam(MatrixFreeRectangular):
     """3D circular cone-beam projector ``vol (nz, n, n) -> projections (n_views, rows, cols)``.
 
     Args:
@@ -335,19 +335,25 @@ class ConeBeam(AbstractLinearOperator):
                      "use a smaller volume, detector or fewer views")
 
     # -- operator interface ----------------------------------------------------------
-    def mv(self, x):
+    def _volume(self, x):
         x = _as_float(jnp.asarray(x), self.dtype)
         if x.ndim < 3 or tuple(x.shape[-3:]) != self.shape:
             raise ValueError(f"the volume has shape {tuple(x.shape)}; the operator was built for (..., "
                              f"{', '.join(map(str, self.shape))}) (nz, ny, nx).")
-        return _project3(self, x, False)
+        return x
 
-    def rmv(self, p):
+    def _projections(self, p):
         p = _as_float(jnp.asarray(p), self.dtype)
         if p.ndim < 3 or tuple(p.shape[-3:]) != self.out_shape:
             raise ValueError(f"the projections have shape {tuple(p.shape)}; expected (..., "
                              f"{', '.join(map(str, self.out_shape))}) (n_views, rows, cols).")
-        return _project3(self, p, True)
+        return p
+
+    def mv(self, x):
+        return _project3(self, self._volume(x), False)
+
+    def rmv(self, p):
+        return _project3(self, self._projections(p), True)
 
     def _batched(self, fn, x):
         if x.ndim == 3:
@@ -366,9 +372,6 @@ class ConeBeam(AbstractLinearOperator):
         """The same adjoint from JAX's transpose of the forward (a scatter-add; for checks)."""
         spec = jax.ShapeDtypeStruct(self.shape, proj.dtype)
         return jax.linear_transpose(self._forward, spec)(proj)[0]
-
-    def transpose(self):
-        return Transposed(self)
 
     def shard_views(self, mesh=None, axis: str | None = None) -> "ViewSharded":
         """This operator with its views split over ``mesh`` (default: all devices in a 1-D mesh
@@ -396,16 +399,8 @@ class ConeBeam(AbstractLinearOperator):
     def dtype(self):
         return self.angles.dtype
 
-    @property
-    def symmetric(self):
-        return False
 
-    @property
-    def positive_definite(self):
-        return False
-
-
-class ViewSharded(AbstractLinearOperator):
+class ViewSharded(MatrixFreeRectangular):
     """A `ConeBeam` whose views are split over the devices of a 1-D ``mesh`` (axis
     ``axis``): each device projects its own views (``mv``, output sharded along the view axis)
     and back-projects them, the partial volumes summed over the mesh (``rmv``, one all-reduce).
@@ -434,26 +429,15 @@ class ViewSharded(AbstractLinearOperator):
             return jax.lax.psum(out, self.axis) if adjoint else out
 
         spec_in, spec_out = (views, P()) if adjoint else (P(), views)
-        return jax.shard_map(local, mesh=self.mesh, in_specs=(P(self.axis), spec_in), out_specs=spec_out,
-                             check_vma=False)(
-            self.op.angles, x)
+        run = jax.shard_map(local, mesh=self.mesh, in_specs=(P(self.axis), spec_in), out_specs=spec_out,
+                            check_vma=False)
+        return run(self.op.angles, x)
 
     def mv(self, x):
-        x = _as_float(jnp.asarray(x), self.dtype)
-        if x.ndim < 3 or tuple(x.shape[-3:]) != self.op.shape:
-            raise ValueError(f"the volume has shape {tuple(x.shape)}; the operator was built for (..., "
-                             f"{', '.join(map(str, self.op.shape))}) (nz, ny, nx).")
-        return self._run(x, False)
+        return self._run(self.op._volume(x), False)
 
     def rmv(self, p):
-        p = _as_float(jnp.asarray(p), self.dtype)
-        if p.ndim < 3 or tuple(p.shape[-3:]) != self.out_shape:
-            raise ValueError(f"the projections have shape {tuple(p.shape)}; expected (..., "
-                             f"{', '.join(map(str, self.out_shape))}) (n_views, rows, cols).")
-        return self._run(p, True)
-
-    def transpose(self):
-        return Transposed(self)
+        return self._run(self.op._projections(p), True)
 
     @property
     def in_shape(self):
@@ -466,14 +450,6 @@ class ViewSharded(AbstractLinearOperator):
     @property
     def dtype(self):
         return self.op.dtype
-
-    @property
-    def symmetric(self):
-        return False
-
-    @property
-    def positive_definite(self):
-        return False
 
 
 @eqx.filter_jit

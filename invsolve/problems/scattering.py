@@ -61,7 +61,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.special as sps
 
-from .._linop import AbstractLinearOperator, Transposed
+from .._linop import MatrixFreeRectangular
 from .._problem import (
     GaussianNoise,
     HasForward,
@@ -244,7 +244,7 @@ def _complex(dtype):
     return jnp.result_type(dtype, jnp.complex64)
 
 
-class BornOperator(AbstractLinearOperator):
+class BornOperator(MatrixFreeRectangular):
     """The Born scattering operator ``x (n, n) -> data (2, n_transmitters, n_receivers)``:
     ``s[t, m] = sum_p [k0² h² G(r_m - r_p)] u_inc_t(r_p) x_p``, real part in ``data[0]``, imaginary
     part in ``data[1]``. Exact transpose: ``r -> Re(A^H (r[0] + i r[1]))``. Leading batch axes
@@ -293,9 +293,6 @@ class BornOperator(AbstractLinearOperator):
         w = self.incident * x.reshape(*x.shape[:-2], 1, -1)
         return jnp.einsum("...tp,mp->...tm", w, self.receiver_green)
 
-    def transpose(self):
-        return Transposed(self)
-
     @property
     def in_shape(self):
         return (self.size, self.size)
@@ -307,14 +304,6 @@ class BornOperator(AbstractLinearOperator):
     @property
     def dtype(self):
         return self.receiver_green.real.dtype
-
-    @property
-    def symmetric(self):
-        return False
-
-    @property
-    def positive_definite(self):
-        return False
 
 
 @eqx.filter_jit

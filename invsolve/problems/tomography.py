@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._linop import AbstractLinearOperator, Transposed
+from .._linop import MatrixFreeRectangular
 from .._problem import (GaussianNoise, LinearInverse, as_array, check_key, check_memory, check_value, real_number,
                         rms)
 
@@ -187,7 +187,7 @@ def _rotate_forward(x, angles, n_det):
 # --------------------------------------------------------------------------------------
 # operators
 # --------------------------------------------------------------------------------------
-class _AbstractProjector(AbstractLinearOperator):
+class _AbstractProjector(MatrixFreeRectangular):
     """Shared parts: batching over leading axes (images or slices) and the adjoint."""
 
     # subclasses: size, n_detectors, slices (static) and _forward/_adjoint on one image
@@ -214,9 +214,6 @@ class _AbstractProjector(AbstractLinearOperator):
         spec = jax.ShapeDtypeStruct((self.size, self.size), s.dtype)
         return jax.linear_transpose(self._forward, spec)(s)[0]
 
-    def transpose(self):
-        return Transposed(self)
-
     @property
     def in_shape(self):
         return (*(() if self.slices is None else (self.slices,)), self.size, self.size)
@@ -232,14 +229,6 @@ class _AbstractProjector(AbstractLinearOperator):
     @property
     def dtype(self):
         return self.angles.dtype
-
-    @property
-    def symmetric(self):
-        return False
-
-    @property
-    def positive_definite(self):
-        return False
 
 
 @eqx.filter_jit
