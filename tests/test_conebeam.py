@@ -224,3 +224,18 @@ def test_fdk_warns_on_short_scans():
     op = ConeBeam(**GOOD)
     with pytest.warns(UserWarning, match="full 2 pi scan"):
         fdk(op, jnp.zeros(op.out_shape))
+
+
+def test_shard_views_bad_mesh_axis():
+    """(Sharding itself is tested on two devices in tests/test_sharding.py.)"""
+    from jax.sharding import Mesh
+
+    cb = ConeBeam(shape=(8, 8, 8), angles=jnp.linspace(0, 2 * jnp.pi, 4, endpoint=False),
+                  detector=(16, 16), source_distance=40.0, detector_distance=20.0)
+    flat = Mesh(np.array(jax.devices()[:1]), ("a",))
+    with pytest.raises(ValueError, match="axis 'b' is not an axis of the mesh"):
+        cb.shard_views(flat, axis="b")
+    grid = Mesh(np.array(jax.devices()[:1]).reshape(1, 1), ("x", "y"))
+    with pytest.raises(ValueError, match="name the mesh axis to split the views over"):
+        cb.shard_views(grid)
+    assert cb.shard_views(grid, axis="y").out_shape == cb.out_shape
