@@ -4,6 +4,7 @@ Run:  python benchmarks/poisson.py            # 2D 128^2, 256^2, 512^2 and 3D 32
       python benchmarks/poisson.py --quick    # 128^2 and 32^3 only (smoke test)
       python benchmarks/poisson.py --sizes 256x256,64x64x64
       python benchmarks/poisson.py --obstacles --sizes 512x512,96x96x96   # with solid cells
+      python benchmarks/poisson.py --refresh --obstacles --sizes 256x256,512x512,64x64x64   # AMG set-up only
 
 System: ``A = invsolve.problems.poisson.operator(shape, kappa, bc="dirichlet")`` with the
 fixed smooth coefficient ``kappa = 1 + 0.5 prod_i sin(2 pi x_i)``, ``b`` standard normal
@@ -16,7 +17,10 @@ residual ``||b - A x|| / ||b||`` computed with ``A.to_scipy()``. The ratio colum
 invsolve CG / plain JAX CG, and invsolve MG-PCG and AMG-PCG / pyamg (setup + solve).
 ``--obstacles``: the DCDM benchmark's solid cells (``poisson.smoke_obstacles``, key 12345),
 ``kappa = 0`` and ``b = 0`` there. invsolve AMG's setup runs on the host (NumPy/SciPy), timed
-like pyamg's; its V-cycle runs in the compiled solve.
+like pyamg's; its V-cycle runs in the compiled solve. ``--refresh`` times the AMG set-up
+alone instead: on the host for one operator, on the host keeping the symbolic part
+(``AMG().setup``), and the numeric re-set-up in JAX (``AMG.refresh``, jitted, compile apart),
+against pyamg's set-up.
 BLAS/OpenMP are pinned to one thread before numpy is imported.
 """
 
@@ -33,6 +37,7 @@ import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
+import equinox as eqx  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import pyamg  # noqa: E402
@@ -106,16 +111,39 @@ def bench_amg(A, b, repeats):
     setups = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        amg = invsolve.solvers.AMG().setup(A)
+        amg = invsolve.solvers.AMG(refresh_numeric=False).setup(A)  # the hierarchy for A alone
         setups.append(time.perf_counter() - t0)
     r = bench_invsolve(poisson.linear_system(A, b), invsolve.solvers.PCG(amg, rtol=RTOL), repeats)
     r["setup"] = statistics.median(setups)
     return r
 
 
-def bench_size(shape, repeats, obstacles=False, cg=True):
+def bench_refresh(A, repeats):
+    """Medians of: host set-up for A alone, host set-up keeping the symbolic part, the jitted
+    JAX numeric re-set-up (`AMG.refresh`), and its compile time (first call minus a run)."""
+    AMG = invsolve.solvers.AMG
+    host, _ = timed(lambda: AMG(refresh_numeric=False).setup(A), repeats)
+    plan, amg = timed(lambda: AMG().setup(A), repeats)
+    refresh = eqx.filter_jit(lambda amg, A: amg.refresh(A).hierarchy)
+    t0 = time.perf_counter()
+    jax.block_until_ready(refresh(amg, A))
+    first = time.perf_counter() - t0
+    numeric, _ = timed(lambda: jax.block_until_ready(refresh(amg, A)), repeats)
+    return dict(host=host, plan=plan, refresh=numeric, compile=first - numeric)
+
+
+def system(shape, obstacles):
     solid = poisson.smoke_obstacles(shape, jax.random.key(12345)) if obstacles else None
-    A = poisson.operator(shape, kappa=jnp.asarray(kappa_field(shape)), bc="dirichlet", obstacles=solid)
+    return solid, poisson.operator(shape, kappa=jnp.asarray(kappa_field(shape)), bc="dirichlet", obstacles=solid)
+
+
+def pyamg_setup(A, repeats):
+    A_sp = A.to_scipy()
+    return timed(lambda: pyamg.smoothed_aggregation_solver(A_sp), repeats)[0]
+
+
+def bench_size(shape, repeats, obstacles=False, cg=True):
+    solid, A = system(shape, obstacles)
     b_np = np.random.default_rng(0).standard_normal(shape)
     if obstacles:
         b_np = np.where(np.asarray(solid), 0.0, b_np)
@@ -172,6 +200,7 @@ def main():
     parser.add_argument("--sizes", help="comma-separated grids, e.g. 256x256,64x64x64")
     parser.add_argument("--obstacles", action="store_true", help="solid cells (poisson.smoke_obstacles)")
     parser.add_argument("--skip-cg", action="store_true", help="leave out the unpreconditioned CG rows")
+    parser.add_argument("--refresh", action="store_true", help="time the AMG set-up alone (host, JAX refresh, pyamg)")
     args = parser.parse_args()
     if args.sizes:
         sizes = [tuple(int(n) for n in s.split("x")) for s in args.sizes.split(",")]
@@ -180,6 +209,18 @@ def main():
 
     print(f"jax {jax.__version__}, {os.cpu_count()} CPUs, BLAS/OpenMP 1 thread, rtol {RTOL:g}, float64, "
           f"load average {os.getloadavg()[0]:.2f} (other processes add noise)\n")
+    if args.refresh:
+        print("| grid | obstacles | host set-up s | host set-up + symbolic s | JAX refresh s | refresh compile s "
+              "| pyamg set-up s | refresh / pyamg |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
+        for shape in sizes:
+            repeats = 5 if np.prod(shape) <= 100_000 else 3
+            _, A = system(shape, args.obstacles)
+            r, py = bench_refresh(A, repeats), pyamg_setup(A, repeats)
+            print(f"| {'x'.join(map(str, shape))} | {'yes' if args.obstacles else 'no'} | {r['host']:.3f} | "
+                  f"{r['plan']:.3f} | {r['refresh']:.3f} | {r['compile']:.2f} | {py:.3f} | {r['refresh'] / py:.2f} |",
+                  flush=True)
+        return
     print("| grid | method | iters | setup s | solve s | compile s | true rel. res. | ratio |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for shape in sizes:

@@ -106,12 +106,23 @@ class GridOperator(HasDiagonal):
 
 
 class HasSparseMatrix(AbstractLinearOperator):
-    """An operator that can write itself as a SciPy sparse matrix (what `invsolve.linalg.AMG`
-    needs for its host-side set-up)."""
+    """An operator that can write itself as a sparse matrix (what `invsolve.linalg.AMG` needs):
+    ``sparse_entries()`` gives ``(rows, cols, vals)`` with NumPy ``rows``/``cols`` (the sparsity
+    pattern, fixed by the operator's static structure) and JAX ``vals`` that trace."""
 
     @abc.abstractmethod
+    def sparse_entries(self):
+        """``(rows, cols, vals)`` of the matrix ``(prod(out_shape), prod(in_shape))``."""
+
     def to_scipy(self):
-        """The operator as a ``scipy.sparse`` matrix ``(prod(out_shape), prod(in_shape))``."""
+        """The operator as a ``scipy.sparse.csr_matrix`` (explicit zeros dropped); host only."""
+        import scipy.sparse as sp
+
+        rows, cols, vals = self.sparse_entries()
+        shape = (int(np.prod(self.out_shape)), int(np.prod(self.in_shape)))
+        A = sp.coo_matrix((np.asarray(vals), (rows, cols)), shape=shape).tocsr()
+        A.eliminate_zeros()
+        return A
 
 
 class HasSolids(AbstractLinearOperator):

@@ -50,6 +50,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
 
 
+# The slow tier's longest tests (2-4 minutes each) first: xdist's worksteal then balances the
+# short ones behind them, and no worker waits alone on a long test at the end.
+_LONG_FIRST = ("tests/test_readme.py::test_readme_slow_example_runs", "tests/test_notebooks.py::test_notebook_runs",
+               "tests/test_experiments.py::test_quick_run_meets_its_criteria", "tests/test_trust.py::",
+               "tests/test_cli.py::")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):  # noqa: F811 (a second hook implementation, run last)
+    if config.getoption("markexpr") == "slow":
+        items.sort(key=lambda it: next((i for i, p in enumerate(_LONG_FIRST) if it.nodeid.startswith(p)),
+                                       len(_LONG_FIRST)))
+
+
 def pytest_deselected(items):
     _deselected["n"] += sum(1 for item in items if item.get_closest_marker("slow"))
 

@@ -30,9 +30,11 @@ def test_slice_stack_shards_over_devices():
     assert proc.stdout.strip() == "ok 2"
 
 
-def test_cone_beam_views_shard_over_devices():
+def test_cone_beam_views_and_slabs_shard_over_devices():
     """`ConeBeam.shard_views`: each device projects its own views; the back-projection sums the
-    devices' partial volumes. Equal to the unsharded operator, exact adjoint (float64)."""
+    devices' partial volumes. `ConeBeam.shard_slabs`: each device projects its slab of the
+    volume, the projections summed, and back-projects into its slab. Both equal the unsharded
+    operator, with an exact adjoint (float64)."""
     code = textwrap.dedent("""
         import jax, jax.numpy as jnp, numpy as np, pytest
         jax.config.update("jax_enable_x64", True)
@@ -59,6 +61,19 @@ def test_cone_beam_views_shard_over_devices():
         odd = tomography.ConeBeam(angles=jnp.linspace(0, 2 * jnp.pi, 13, endpoint=False), **geo)
         with pytest.raises(ValueError, match="13 views do not split evenly over 2 devices"):
             odd.shard_views()
+        # slabs along z: each device holds half the volume
+        sl = cb.shard_slabs()
+        p2 = sl.mv(vol)
+        np.testing.assert_allclose(p2, cb.mv(vol), rtol=1e-12, atol=1e-12)
+        back = sl.rmv(p2)
+        assert back.sharding.spec[0] == "slabs", back.sharding
+        np.testing.assert_allclose(back, cb.rmv(cb.mv(vol)), rtol=1e-12, atol=1e-10)
+        lhs, rhs = jnp.vdot(sl.mv(x), y), jnp.vdot(x, sl.T.mv(y))
+        assert abs(lhs - rhs) <= 1e-10 * abs(rhs)
+        np.testing.assert_allclose(sl.mv(jnp.stack([vol, 2 * vol]))[1], 2 * cb.mv(vol), rtol=1e-12, atol=1e-12)
+        thick = tomography.ConeBeam(angles=cb.angles, **{**geo, "shape": (15, 16, 16)})
+        with pytest.raises(ValueError, match=r"15 slices \(nz\) do not split evenly over 2 devices"):
+            thick.shard_slabs()
         print("ok")
     """)
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}

@@ -22,12 +22,22 @@ definite: a valid CG preconditioner. The cycle runs in JAX (each matrix stored i
 per row a fixed number of column indices and values, so a product is one gather), on the
 fine level through the operator's own matrix-free ``mv``.
 
-The setup (steps 1-4) runs once on the host with NumPy/SciPy, from a concrete operator:
-`AMG.setup` (called by `PCG` before tracing). The hierarchy is then a pytree of arrays
-that works unchanged under ``jit``/``vmap``; reused for another operator of the same
-sparsity pattern (another coefficient field) it stays a valid, SPD preconditioner whose
-coarse levels were built from the first operator. dtype: float64 (tests) or float32, from
-the operator.
+The set-up (steps 1-4) runs on the host with NumPy/SciPy, from a concrete operator:
+`AMG.prepare` (called by `PCG` before tracing) or `AMG.setup`. The hierarchy is then a
+pytree of arrays that works unchanged under ``jit``/``vmap``.
+
+For a batch of operators with one sparsity pattern (coefficient fields on the same grid and
+obstacles), `AMG.setup` also keeps the symbolic part: the aggregates and, per level, index
+arrays for every product of steps 3-4 (CSR entry positions of ``A T``, ``A P`` and
+``P^T (A P)``). `AMG.refresh` then recomputes the numeric part in JAX, as gathers and
+segment sums over those indices (AmgX calls this a re-setup): diagonals, spectral radii,
+smoothed prolongations, Galerkin operators and the coarse pseudo-inverse. It traces, so
+``jit``/``vmap`` over fields compile one program that gives each field its own hierarchy
+(`PCG` calls it on every operator when the hierarchy came from `AMG.setup`). With
+``strength=0`` (the default) the aggregates depend on the pattern only, so the refreshed
+hierarchy is the one a host set-up of that field builds (up to numerical zeros a host
+set-up drops). Memory: about 6 million products at 512² and 60 million at 96³, three
+int32 indices each. dtype: float64 (tests) or float32, from the operator.
 """
 
 from __future__ import annotations
@@ -61,7 +71,7 @@ def _ell(A: sp.spmatrix, dtype) -> tuple[jax.Array, jax.Array]:
     rows = np.repeat(np.arange(n), counts)
     cols[rows, pos] = A.indices
     vals[rows, pos] = A.data
-    return jnp.asarray(cols), jnp.asarray(vals)
+    return _host(cols, np.int32), _host(vals, vals.dtype)
 
 
 def _ell_mv(cols, vals, x):
@@ -97,12 +107,13 @@ class SparseOperator(HasSparseMatrix):
             return self
         raise NotImplementedError("SparseOperator.transpose: only symmetric matrices are supported.")
 
-    def to_scipy(self):
+    def sparse_entries(self):
+        if isinstance(self.cols, jax.core.Tracer):
+            raise ValueError("SparseOperator.sparse_entries: the column indices are traced (the operator is an "
+                             "argument of jit/vmap), so its pattern is unknown here; close over it instead, or use "
+                             "AMG(refresh_numeric=False).")
         n, w = self.cols.shape
-        A = sp.csr_matrix((np.array(self.vals).ravel(), np.array(self.cols).ravel(),
-                           np.arange(0, n * w + 1, w)), shape=(n, n))
-        A.eliminate_zeros()
-        return A
+        return np.repeat(np.arange(n), w), np.asarray(self.cols).ravel(), self.vals.ravel()
 
     in_shape = property(lambda self: (self.n,))
     out_shape = property(lambda self: (self.n,))
@@ -173,16 +184,20 @@ def _aggregate(S: sp.csr_matrix, seed: int = 0) -> np.ndarray:
     return agg
 
 
-def _spectral_radius(A: sp.csr_matrix, dinv: np.ndarray, iterations: int = 15) -> float:
-    """``rho(D^-1 A)`` by power iteration on the symmetric ``D^-1/2 A D^-1/2``, times 1.05
-    (an upper estimate; norms by element-wise sums, which avoid BLAS thread start-up)."""
-    s = np.sqrt(dinv)
-    x = np.random.default_rng(1).standard_normal(A.shape[0])
+def _start(n: int) -> np.ndarray:
+    return np.random.default_rng(1).standard_normal(n)
+
+
+def _spectral_radius(mv, dinv, x, xp=np, iterations: int = 15):
+    """``rho(D^-1 A)`` by power iteration on the symmetric ``D^-1/2 A D^-1/2`` from ``x``
+    (`_start`), times 1.05 (an upper estimate). ``mv``: the product with ``A``; ``xp``: NumPy
+    (host set-up) or ``jax.numpy`` (`AMG.refresh`)."""
+    s = xp.sqrt(dinv)
     lam = 1.0
     for _ in range(iterations):
-        x = x / np.sqrt((x * x).sum())
-        y = s * (A @ (s * x))
-        lam = float(np.sqrt((y * y).sum()))
+        x = x / xp.sqrt((x * x).sum())
+        y = s * mv(s * x)
+        lam = xp.sqrt((y * y).sum())
         x = y
     return 1.05 * lam
 
@@ -205,6 +220,7 @@ class AMGHierarchy(eqx.Module):
     nnz: tuple[int, ...] = eqx.field(static=True)
     degree: int = eqx.field(static=True)
     fine: Any = None  # the fine operator (matrix-free mv), set by `AMG.build`
+    plan: Any = None  # `_Refresh`: what `AMG.refresh` needs (set by `AMG.setup`)
 
     def _mv(self, i, x):
         if i == 0:
@@ -242,6 +258,138 @@ class AMGHierarchy(eqx.Module):
         return self._cycle(0, r.reshape(-1)).reshape(r.shape)
 
 
+# --------------------------------------------------------------------------------------
+# numeric set-up in JAX for a fixed sparsity pattern (`AMG.refresh`)
+# --------------------------------------------------------------------------------------
+def _pattern(rows, cols, n_cols):
+    """The sorted unique ``(row, col)`` of some entries (CSR order), and each entry's position."""
+    keys, pos = np.unique(rows.astype(np.int64) * n_cols + cols, return_inverse=True)
+    r, c = np.divmod(keys, n_cols)
+    return r, c, pos.reshape(-1)
+
+
+def _indptr(r, n_rows):
+    return np.searchsorted(r, np.arange(n_rows + 1))
+
+
+def _expand(indptr, which):
+    """Every pair (entry ``e``, position ``l`` in row ``which[e]`` of a CSR pattern)."""
+    counts = indptr[which + 1] - indptr[which]
+    e = np.repeat(np.arange(which.size), counts)
+    first = np.repeat(indptr[which] - (np.cumsum(counts) - counts), counts)
+    return e, np.arange(e.size) + first
+
+
+def _ell_layout(r, c, n_rows):
+    """Each CSR entry's slot in an ELL array ``(n_rows, width)`` (flat), and the ELL columns."""
+    indptr = _indptr(r, n_rows)
+    width = max(1, int(np.diff(indptr).max(initial=0)))
+    slot = r * width + np.arange(r.size) - indptr[r]
+    cols = np.zeros(n_rows * width, np.int32)
+    cols[slot] = c
+    return slot, cols.reshape(n_rows, width)
+
+
+def _host(x, dtype):
+    return jax.device_put(np.asarray(x, dtype))  # converted on the host: no compile
+
+
+def _i32(*xs):
+    return tuple(_host(x, np.int32) for x in xs)
+
+
+class _Plan(eqx.Module):
+    """Index arrays of one level's numeric set-up, built on the host once per sparsity
+    pattern. Entries are numbered in CSR order; ``*_slot`` are flat ELL positions."""
+
+    diag: jax.Array  # the entry a_ii of each row
+    a_slot: jax.Array
+    a_cols: jax.Array
+    at: tuple[jax.Array, jax.Array]  # A's entry (i, j) adds into P's (i, agg_j): the product A T
+    t_pos: jax.Array  # P's entries (i, agg_i): T
+    p_rows: jax.Array
+    p_slot: jax.Array
+    p_cols: jax.Array
+    r_slot: jax.Array  # P's entries in P^T's ELL
+    r_cols: jax.Array
+    ap: tuple[jax.Array, jax.Array, jax.Array]  # (A entry, P entry) -> AP entry
+    rap: tuple[jax.Array, jax.Array, jax.Array]  # (P entry, AP entry) -> A_c entry
+    x0: jax.Array  # power iteration start
+    sizes: tuple[int, int, int] = eqx.field(static=True)  # nnz of P, AP, A_c
+
+
+def _plan(r, c, n, agg):
+    """The `_Plan` of a level with pattern ``(r, c)`` (``n`` rows, CSR order) and aggregates
+    ``agg``; also the coarse operator's pattern."""
+    diag = np.flatnonzero(r == c)
+    if diag.size != n:
+        raise ValueError("AMG needs every diagonal entry in the sparsity pattern.")
+    n_c = int(agg.max()) + 1
+    t_rows = np.flatnonzero(agg >= 0)
+    at_src = np.flatnonzero(agg[c] >= 0)
+    p_r, p_c, pos = _pattern(np.concatenate([t_rows, r[at_src]]), np.concatenate([agg[t_rows], agg[c[at_src]]]), n_c)
+    e, l = _expand(_indptr(p_r, n), c)  # A's entry (i, j) times P's row j
+    ap_r, ap_c, ap_dst = _pattern(r[e], p_c[l], n_c)
+    e2, l2 = _expand(_indptr(ap_r, n), p_r)  # P's entry (i, I) times AP's row i
+    c_r, c_c, c_dst = _pattern(p_c[e2], ap_c[l2], n_c)
+    order = np.lexsort((p_r, p_c))  # P^T's entries in CSR order
+    r_slot, r_cols = _ell_layout(p_c[order], p_r[order], n_c)
+    plan = _Plan(*_i32(diag, *_ell_layout(r, c, n)), _i32(at_src, pos[t_rows.size:]), *_i32(pos[:t_rows.size], p_r),
+                 *_i32(*_ell_layout(p_r, p_c, n), r_slot[np.argsort(order)], r_cols), _i32(e, l, ap_dst),
+                 _i32(e2, l2, c_dst), _host(_start(n), np.float64), (p_r.size, ap_r.size, c_r.size))
+    return plan, (c_r, c_c)
+
+
+def _ell_values(v, slot, cols):
+    return jnp.zeros(cols.size, v.dtype).at[slot].set(v).reshape(cols.shape)
+
+
+def _refresh_level(plan: _Plan, a, fine: bool, smooth: bool):
+    """One level from the values ``a`` of its operator (CSR order): `_Level` and ``A_c``'s values."""
+    n_p, n_ap, n_c = plan.sizes
+    dinv = 1.0 / a[plan.diag]
+    A = (plan.a_cols, _ell_values(a, plan.a_slot, plan.a_cols))
+    rho = _spectral_radius(lambda x: _ell_mv(*A, x), dinv, plan.x0.astype(a.dtype), jnp)
+    p = jnp.zeros(n_p, a.dtype).at[plan.t_pos].set(1.0)
+    if smooth:
+        at = jax.ops.segment_sum(a[plan.at[0]], plan.at[1], n_p)
+        p = p - (4.0 / 3.0 / rho) * dinv[plan.p_rows] * at
+    ap = jax.ops.segment_sum(a[plan.ap[0]] * p[plan.ap[1]], plan.ap[2], n_ap)
+    a_c = jax.ops.segment_sum(p[plan.rap[0]] * ap[plan.rap[1]], plan.rap[2], n_c)
+    level = _Level(None if fine else A, dinv, (plan.p_cols, _ell_values(p, plan.p_slot, plan.p_cols)),
+                   (plan.r_cols, _ell_values(p, plan.r_slot, plan.r_cols)), rho)
+    return level, a_c
+
+
+class _Refresh(eqx.Module):
+    """What `AMG.refresh` needs: the plans of all levels and where the operator's entries go."""
+
+    entries: jax.Array  # position of each of the operator's sparse entries in level 0's pattern
+    plans: tuple[_Plan, ...]
+    coarse: jax.Array  # flat (row * n + col) of the coarsest operator's entries
+    n0: int = eqx.field(static=True)  # entries in level 0's pattern
+    fingerprint: tuple[int, int] = eqx.field(static=True)  # (number of entries, checksum of their positions)
+    smooth: bool = eqx.field(static=True)
+
+
+def _fingerprint(rows, cols, n):
+    return int(rows.size), int(np.sum((rows.astype(np.int64) * n + cols) % 1_000_003))
+
+
+@eqx.filter_jit
+def _refreshed(h: AMGHierarchy, vals) -> AMGHierarchy:
+    """`AMG.refresh`'s numeric set-up from the operator's sparse entries ``vals``."""
+    R = h.plan
+    a = jax.ops.segment_sum(vals, R.entries, R.n0)
+    levels = []
+    for i, plan in enumerate(R.plans):
+        level, a = _refresh_level(plan, a, fine=i == 0, smooth=R.smooth)
+        levels.append(level)
+    n_c = h.sizes[-1]
+    dense = jnp.zeros(n_c * n_c, a.dtype).at[R.coarse].add(a).reshape(n_c, n_c)
+    return eqx.tree_at(lambda t: (t.levels, t.coarse), h, (tuple(levels), jnp.linalg.pinv(dense, hermitian=True)))
+
+
 def _to_scipy(operator) -> sp.csr_matrix:
     if sp.issparse(operator):
         return sp.csr_matrix(operator)
@@ -269,9 +417,15 @@ class AMG(AbstractPreconditioner):
         smooth: smooth the tentative prolongation (True: smoothed aggregation; False: plain
             aggregation, cheaper set-up, more iterations).
 
-    `PCG` sets the hierarchy up on the host before its loop is traced (`AMG.setup`); inside
-    ``jit``, pass ``AMG().setup(A_example)`` instead, which any operator of the same
-    sparsity pattern can reuse.
+        refresh_numeric: with a hierarchy set up by `AMG.setup` for one operator, recompute
+            its numeric part in JAX for each operator it is applied to (`AMG.refresh`);
+            False: reuse the set-up operator's hierarchy as it is (still a valid
+            preconditioner) and skip building the index arrays that need.
+
+    `PCG` sets the hierarchy up on the host before its loop is traced (`AMG.prepare`). Inside
+    ``jit``/``vmap`` over coefficient fields, pass ``AMG().setup(A_example)``: its symbolic
+    part (aggregates, sparsity patterns) is built once on the host, and each field gets its
+    own numeric hierarchy in JAX, one compiled program for the whole batch.
     """
 
     strength: float = 0.0
@@ -279,6 +433,7 @@ class AMG(AbstractPreconditioner):
     max_coarse: int = 300
     max_levels: int = 12
     smooth: bool = True
+    refresh_numeric: bool = eqx.field(default=True, static=True)
     hierarchy: AMGHierarchy | None = None
     requires: ClassVar = (OperatorIs(HasSparseMatrix, "AMG"),)
 
@@ -295,11 +450,15 @@ class AMG(AbstractPreconditioner):
         """The hierarchy for ``operator`` if it is concrete (host-side), else ``self``."""
         if self.hierarchy is not None or not _is_concrete(operator):
             return self
-        return self.setup(operator)
+        return self._setup(operator, plans=False)
 
     def setup(self, operator) -> "AMG":
         """Build the hierarchy on the host (NumPy/SciPy) from a concrete operator or a
-        ``scipy.sparse`` matrix; returns a copy of this preconditioner holding it."""
+        ``scipy.sparse`` matrix; returns a copy of this preconditioner holding it, which
+        operators of the same sparsity pattern reuse (`AMG.refresh`)."""
+        return self._setup(operator, plans=self.refresh_numeric)
+
+    def _setup(self, operator, plans: bool) -> "AMG":
         if isinstance(operator, AbstractLinearOperator) and not operator.symmetric:
             raise ValueError(f"AMG needs a symmetric operator; {type(operator).__name__} is not symmetric "
                              "(use GMRES-type solvers, or symmetrise the problem).")
@@ -310,6 +469,13 @@ class AMG(AbstractPreconditioner):
         if not _is_symmetric(A):
             raise ValueError("AMG needs a symmetric matrix; this one is not (|A - A^T| is not ~0).")
         dtype = getattr(operator, "dtype", np.float64)
+        pattern = None
+        if plans and isinstance(operator, HasSparseMatrix):  # the structural pattern, zeros included
+            rows, cols, _ = operator.sparse_entries()
+            r, c, entries = _pattern(rows, cols, A.shape[0])
+            pattern, all_plans = (r, c), []
+            refresh = dict(entries=_i32(entries)[0], n0=int(r.size),
+                           fingerprint=_fingerprint(rows, cols, A.shape[0]), smooth=bool(self.smooth))
         levels, sizes, nnz = [], [A.shape[0]], [A.nnz]
         for depth in range(int(self.max_levels) - 1):
             if A.shape[0] <= self.max_coarse:
@@ -319,34 +485,62 @@ class AMG(AbstractPreconditioner):
                 raise ValueError(f"AMG needs a positive diagonal (an SPD operator); {int(np.sum(d <= 0))} diagonal "
                                  f"entries are <= 0 on level {depth} (e.g. a fluid cell walled in by solids).")
             dinv = 1.0 / d
-            rho = _spectral_radius(A, dinv)
+            rho = float(_spectral_radius(lambda x: A @ x, dinv, _start(A.shape[0])))
             agg = _aggregate(_strength(A, float(self.strength)))
             n_c = int(agg.max()) + 1
             if n_c == 0 or n_c >= A.shape[0]:
                 break
+            if pattern is not None:
+                plan, pattern = _plan(*pattern, A.shape[0], agg)
+                all_plans.append(plan)
             rows = np.flatnonzero(agg >= 0)
             T = sp.csr_matrix((np.ones(rows.size), (rows, agg[rows])), shape=(A.shape[0], n_c))
             P = T - (4.0 / 3.0 / rho) * sp.diags(dinv) @ (A @ T) if self.smooth else T
             P = sp.csr_matrix(P)
             A_c = sp.csr_matrix(P.T @ A @ P)
-            levels.append(_Level(None if depth == 0 else _ell(A, dtype), jnp.asarray(dinv, dtype),
-                                 _ell(P, dtype), _ell(P.T, dtype), jnp.asarray(rho, dtype)))
+            levels.append(_Level(None if depth == 0 else _ell(A, dtype), _host(dinv, dtype),
+                                 _ell(P, dtype), _ell(P.T, dtype), _host(rho, dtype)))
             A = A_c
             sizes.append(A.shape[0])
             nnz.append(A.nnz)
         coarse = np.linalg.pinv(A.toarray(), hermitian=True)
-        h = AMGHierarchy(tuple(levels), jnp.asarray(coarse, dtype), tuple(sizes), tuple(nnz), int(self.degree))
+        plan = None
+        if pattern is not None:
+            plan = _Refresh(plans=tuple(all_plans), coarse=_i32(pattern[0] * A.shape[0] + pattern[1])[0],
+                            **refresh)
+        h = AMGHierarchy(tuple(levels), _host(coarse, dtype), tuple(sizes), tuple(nnz), int(self.degree),
+                         plan=plan)
         return eqx.tree_at(lambda s: s.hierarchy, self, h, is_leaf=lambda x: x is None)
+
+    def refresh(self, operator) -> "AMG":
+        """This preconditioner with its hierarchy's numeric part (diagonals, spectral radii,
+        smoothed prolongations, Galerkin operators, the coarse pseudo-inverse) recomputed in
+        JAX for ``operator``, which must have the sparsity pattern `AMG.setup` saw (e.g. the
+        same grid and obstacles, another coefficient field). The aggregates stay those of the
+        set-up operator (with ``strength=0``, the default, they depend on the pattern only).
+        Traces: ``jit``/``vmap`` over operators compile it once. No gradient flows through it."""
+        h = self.hierarchy
+        if h is None or h.plan is None:
+            raise ValueError("AMG.refresh needs a hierarchy set up by AMG().setup(A_example) from an operator "
+                             "with sparse_entries() (e.g. poisson.operator), with refresh_numeric=True.")
+        R = h.plan
+        rows, cols, vals = operator.sparse_entries()
+        if _fingerprint(rows, cols, h.sizes[0]) != R.fingerprint:
+            raise ValueError(f"AMG.refresh: the operator's sparsity pattern differs from the one set up "
+                             f"({rows.size} entries; set up: {R.fingerprint[0]}); set up AMG for it.")
+        return eqx.tree_at(lambda s: s.hierarchy, self, _refreshed(h, jax.lax.stop_gradient(vals)))
 
     def build(self, operator) -> AMGHierarchy:
         amg = self.prepare(operator)
         if amg.hierarchy is None:
             raise ValueError("AMG: the operator is traced (inside jit/vmap/grad), so its hierarchy cannot be set up "
                              "here; build it outside with amg = AMG().setup(A_example) and pass amg.")
+        if int(np.prod(operator.in_shape)) != amg.hierarchy.sizes[0]:
+            raise ValueError(f"AMG: the hierarchy was set up for {amg.hierarchy.sizes[0]} unknowns, the operator "
+                             f"has {int(np.prod(operator.in_shape))}.")
+        if amg.hierarchy.plan is not None and isinstance(operator, HasSparseMatrix):
+            amg = amg.refresh(operator)
         h = amg.hierarchy
-        if int(np.prod(operator.in_shape)) != h.sizes[0]:
-            raise ValueError(f"AMG: the hierarchy was set up for {h.sizes[0]} unknowns, the operator has "
-                             f"{int(np.prod(operator.in_shape))}.")
         if not h.levels:  # small enough for the dense solve alone
             return h
         return eqx.tree_at(lambda t: t.fine, h, operator, is_leaf=lambda x: x is None)

@@ -113,17 +113,19 @@ def _stack_planes(vol):
     return jnp.pad(planes, ((0, 0), (0, 0), (1, 1), (1, 1))).reshape(-1)
 
 
-def _cone_forward(op, vol):
+def _cone_forward(op, vol, z_lo=0):
     """Projections ``(n_views, rows, cols)`` of one volume: a loop over views, and in each a
     loop over the ``n`` steps along the major axis, each a fused bilinear gather for all the
-    view's rays (per-step temporaries are one detector image)."""
-    nz, n = op.shape[0], op.shape[-1]
+    view's rays (per-step temporaries are one detector image). ``vol`` may be the slab
+    ``z_lo:z_lo + nz`` of the volume (zero elsewhere): its share of the projections."""
+    nz, n = vol.shape[0], op.shape[-1]
     plane = (nz + 2) * (n + 2)
     flat = _stack_planes(vol)
     betas = op.angles.astype(vol.dtype)
 
     def view(beta):
         m0, mk, z0, zk, w, flip = _joseph_coefficients(op, beta, vol.dtype)
+        z0 = z0 - z_lo
         offset = flip.astype(jnp.int32) * (n * plane)
 
         def step(k, acc):
@@ -161,7 +163,7 @@ def _candidates(x, window):
     return base.astype(jnp.int32), window[1]
 
 
-def _cone_adjoint(op, proj):
+def _cone_adjoint(op, proj, nz, z_lo=0):
     """Exact transpose of `_cone_forward`, written as a gather over the volume.
 
     For one view and one group of rays sharing a major axis, voxel ``(z, k, m)`` (slice, major,
@@ -174,18 +176,18 @@ def _cone_adjoint(op, proj):
     come from the geometry (`ConeBeam.__init__`), the candidate windows from `_window` (3 columns
     x 3 rows per voxel at the default magnified spacing). The per-ray path length ``w_ab`` is
     folded into the projections first. Views are summed in a loop; a view whose rays all
-    step along one axis skips the other group.
+    step along one axis skips the other group. Returns the slices ``z_lo:z_lo + nz``.
     """
-    nz, n = op.shape[0], op.shape[-1]
+    n = op.shape[-1]
     rows, cols = op.detector
     sv, su = op.detector_spacing
     ov, ou = op.detector_offset
     dso = op.source_distance
     dsd = dso + op.detector_distance
-    c, cz = n // 2, nz // 2
+    c, cz = n // 2, op.shape[0] // 2
     wa_, wb_ = op._bounds
     dtype = proj.dtype
-    zz = (jnp.arange(nz, dtype=dtype) - cz)[:, None, None]  # (nz, 1, 1)
+    zz = (jnp.arange(nz, dtype=dtype) + (z_lo - cz))[:, None, None]  # (nz, 1, 1)
     kk = (jnp.arange(n, dtype=dtype) - c)[None, :, None]  # major coordinate, (1, n, 1)
     mm = (jnp.arange(n, dtype=dtype) - c)[None, None, :]  # minor coordinate, (1, 1, n)
     betas = op.angles.astype(dtype)
@@ -233,7 +235,7 @@ def _cone_adjoint(op, proj):
         return jax.lax.cond(jnp.any(flips), lambda: acc + jnp.swapaxes(group(p, beta, True), 1, 2),
                             lambda: acc)  # (nz, n_x, n_y) -> (nz, n_y, n_x)
 
-    return jax.lax.fori_loop(0, betas.shape[0], one, jnp.zeros(op.shape, dtype))
+    return jax.lax.fori_loop(0, betas.shape[0], one, jnp.zeros((nz, n, n), dtype))
 
 
 # --------------------------------------------------------------------------------------
@@ -360,32 +362,44 @@ class ConeBeam(MatrixFreeRectangular):
             return fn(x)
         return jax.vmap(lambda xi: self._batched(fn, xi))(x)
 
-    def _forward(self, vol):
-        return _cone_forward(self, vol)
+    def _forward(self, vol, z_lo=0):
+        return _cone_forward(self, vol, z_lo)
 
-    def _adjoint(self, proj):
+    def _adjoint(self, proj, nz=None, z_lo=0):
+        """``A^T proj``, or its slices ``z_lo:z_lo + nz``."""
+        nz = self.shape[0] if nz is None else nz
         if max(len(w[1]) for w in self._bounds) > MAX_WINDOW:  # a source almost touching the volume
-            return self._adjoint_scatter(proj)
-        return _cone_adjoint(self, proj)
+            return self._adjoint_scatter(proj, nz, z_lo)
+        return _cone_adjoint(self, proj, nz, z_lo)
 
-    def _adjoint_scatter(self, proj):
+    def _adjoint_scatter(self, proj, nz=None, z_lo=0):
         """The same adjoint from JAX's transpose of the forward (a scatter-add; for checks)."""
-        spec = jax.ShapeDtypeStruct(self.shape, proj.dtype)
-        return jax.linear_transpose(self._forward, spec)(proj)[0]
+        spec = jax.ShapeDtypeStruct((self.shape[0] if nz is None else nz, *self.shape[1:]), proj.dtype)
+        return jax.linear_transpose(lambda v: self._forward(v, z_lo), spec)(proj)[0]
 
-    def shard_views(self, mesh=None, axis: str | None = None) -> "ViewSharded":
+    def shard_views(self, mesh=None, axis: str | None = None) -> "ShardedConeBeam":
         """This operator with its views split over ``mesh`` (default: all devices in a 1-D mesh
-        along ``"views"``); see `ViewSharded`."""
+        along ``"views"``); see `ShardedConeBeam`."""
+        return self._shard(mesh, axis, "views")
+
+    def shard_slabs(self, mesh=None, axis: str | None = None) -> "ShardedConeBeam":
+        """This operator with its volume split into slabs along z over ``mesh`` (default: all
+        devices in a 1-D mesh along ``"slabs"``), for volumes that do not fit one device; see
+        `ShardedConeBeam`."""
+        return self._shard(mesh, axis, "slabs")
+
+    def _shard(self, mesh, axis, over):
+        name = f"shard_{over}"
         if mesh is None:
-            mesh = jax.sharding.Mesh(np.array(jax.devices()), ("views",))
+            mesh = jax.sharding.Mesh(np.array(jax.devices()), (over,))
         if axis is None:
             if len(mesh.axis_names) != 1:
-                raise ValueError(f"shard_views: name the mesh axis to split the views over (axis=...); the mesh "
+                raise ValueError(f"{name}: name the mesh axis to split the {over} over (axis=...); the mesh "
                                  f"has axes {mesh.axis_names}.")
             axis = mesh.axis_names[0]
         if axis not in mesh.axis_names:
-            raise ValueError(f"shard_views: axis {axis!r} is not an axis of the mesh {mesh.axis_names}.")
-        return ViewSharded(self, mesh, axis)
+            raise ValueError(f"{name}: axis {axis!r} is not an axis of the mesh {mesh.axis_names}.")
+        return ShardedConeBeam(self, mesh, axis, over)
 
     @property
     def in_shape(self):
@@ -400,38 +414,63 @@ class ConeBeam(MatrixFreeRectangular):
         return self.angles.dtype
 
 
-class ViewSharded(MatrixFreeRectangular):
-    """A `ConeBeam` whose views are split over the devices of a 1-D ``mesh`` (axis
-    ``axis``): each device projects its own views (``mv``, output sharded along the view axis)
-    and back-projects them, the partial volumes summed over the mesh (``rmv``, one all-reduce).
-    The result equals the unsharded operator's to rounding; the volume is replicated. Build it
-    with ``cb.shard_views(mesh)``; the number of views must be a multiple of the mesh's size."""
+class ShardedConeBeam(MatrixFreeRectangular):
+    """A `ConeBeam` split over the devices of a mesh axis ``axis``; equal to the unsharded
+    operator to rounding, with an exact adjoint. Build it with ``cb.shard_views(mesh)`` or
+    ``cb.shard_slabs(mesh)``.
+
+    - ``over="views"``: each device projects its own views (``mv``, output sharded along the
+      view axis) and back-projects them, the partial volumes summed over the mesh (``rmv``,
+      one all-reduce of a volume). The volume is replicated.
+    - ``over="slabs"``: the volume is split along z into one slab per device. Each device
+      projects its slab, the partial projections summed over the mesh (``mv``, one
+      all-reduce of the projections), and back-projects all views into its slab only
+      (``rmv``, output sharded along z; no communication). A device holds ``1/d`` of the
+      volume and all the projections.
+
+    The number of views (``"views"``) or of slices ``nz`` (``"slabs"``) must be a multiple of
+    the mesh axis' size.
+    """
 
     op: ConeBeam
     mesh: jax.sharding.Mesh = eqx.field(static=True)
     axis: str = eqx.field(static=True)
+    over: str = eqx.field(static=True, default="views")
 
     def __check_init__(self):
-        n, d = self.op.out_shape[0], self.mesh.shape[self.axis]
+        n = self.op.out_shape[0] if self.over == "views" else self.op.shape[0]
+        d, what = self.mesh.shape[self.axis], ("views" if self.over == "views" else "slices (nz)")
         if n % d:
-            raise ValueError(f"shard_views: {n} views do not split evenly over {d} devices along mesh axis "
-                             f"{self.axis!r}; use a multiple of {d} views.")
+            raise ValueError(f"shard_{self.over}: {n} {what} do not split evenly over {d} devices along mesh axis "
+                             f"{self.axis!r}; use a multiple of {d} {what}.")
 
     def _run(self, x, adjoint):
         from jax.sharding import PartitionSpec as P
 
         lead = (None,) * (x.ndim - 3)
-        views = P(*lead, self.axis, None, None)
+        split = P(*lead, self.axis, None, None)  # views or slices, whichever is split
+        if self.over == "views":
+            def local(angles, y):
+                part = eqx.tree_at(lambda o: o.angles, self.op, angles)
+                out = _project3(part, y, adjoint)
+                return jax.lax.psum(out, self.axis) if adjoint else out
 
-        def local(angles, y):
-            part = eqx.tree_at(lambda o: o.angles, self.op, angles)
-            out = _project3(part, y, adjoint)
-            return jax.lax.psum(out, self.axis) if adjoint else out
+            spec_in, spec_out = (split, P()) if adjoint else (P(), split)
+            run = jax.shard_map(local, mesh=self.mesh, in_specs=(P(self.axis), spec_in), out_specs=spec_out,
+                                check_vma=False)
+            return run(self.op.angles, x)
 
-        spec_in, spec_out = (views, P()) if adjoint else (P(), views)
-        run = jax.shard_map(local, mesh=self.mesh, in_specs=(P(self.axis), spec_in), out_specs=spec_out,
-                            check_vma=False)
-        return run(self.op.angles, x)
+        nz = self.op.shape[0] // self.mesh.shape[self.axis]
+
+        def local_slab(y):
+            z_lo = jax.lax.axis_index(self.axis) * nz
+            if adjoint:
+                return _slab3(self.op, y, nz, z_lo, True)
+            return jax.lax.psum(_slab3(self.op, y, nz, z_lo, False), self.axis)
+
+        spec_in, spec_out = (P(), split) if adjoint else (split, P())
+        return jax.shard_map(local_slab, mesh=self.mesh, in_specs=(spec_in,), out_specs=spec_out,
+                             check_vma=False)(x)
 
     def mv(self, x):
         return self._run(self.op._volume(x), False)
@@ -456,6 +495,13 @@ class ViewSharded(MatrixFreeRectangular):
 def _project3(op, x, adjoint: bool):
     """``A x`` or ``A^T x`` over the leading axes, compiled once per geometry and shape."""
     return op._batched(op._adjoint if adjoint else op._forward, x)
+
+
+def _slab3(op, x, nz, z_lo, adjoint: bool):
+    """`_project3` for the slab ``z_lo:z_lo + nz`` of the volume (inside `ShardedConeBeam`)."""
+    if adjoint:
+        return op._batched(lambda p: op._adjoint(p, nz, z_lo), x)
+    return op._batched(lambda v: op._forward(v, z_lo), x)
 
 
 # --------------------------------------------------------------------------------------
@@ -533,7 +579,7 @@ def _fdk_one(op, proj, filter):
     du = su * dso / dsd
     q = jnp.real(jnp.fft.ifft(jnp.fft.fft(weighted, n=size, axis=-1) * filt, axis=-1))[..., :cols]
     q = jnp.pad(q.astype(dtype) / (2 * du), ((0, 0), (1, 1), (1, 1)))
-    c, cz = n // 2, nz // 2
+    c, cz = n // 2, op.shape[0] // 2
     X = (jnp.arange(n, dtype=dtype) - c)[None, :]
     Y = (jnp.arange(n, dtype=dtype) - c)[:, None]
     Z = (jnp.arange(nz, dtype=dtype) - cz)[:, None, None]

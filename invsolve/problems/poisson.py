@@ -184,28 +184,22 @@ class PoissonOperator(GridOperator, HasSolids, HasSparseMatrix):
     def positive_definite(self):
         return "dirichlet" in self.bc
 
-    def to_scipy(self):
-        """The same operator as a ``scipy.sparse.csr_matrix`` (C-order flattening)."""
-        import scipy.sparse as sp
-
+    def sparse_entries(self):
+        """The matrix as entries ``(rows, cols, vals)`` (C-order flattening, duplicates none):
+        ``rows``/``cols`` are NumPy (the full stencil, fixed by the grid shape, zero faces
+        included), ``vals`` a JAX array that traces (``jit``/``vmap`` over coefficient fields)."""
         n = int(np.prod(self.shape))
         idx = np.arange(n).reshape(self.shape)
-        diag = np.asarray(self.diagonal()).ravel()
-        rows, cols, vals = [np.arange(n)], [np.arange(n)], [diag]
+        rows, cols, vals = [np.arange(n)], [np.arange(n)], [self.diagonal().ravel()]
         for a, c in enumerate(self.faces):
-            c = np.asarray(c)
             m = self.shape[a]
-            inner = np.take(c, np.arange(1, m), axis=a)  # faces between cell i-1 and i
+            inner = jax.lax.slice_in_dim(c, 1, m, axis=a).ravel()  # faces between cell i-1 and i
             lo = np.take(idx, np.arange(0, m - 1), axis=a).ravel()
             hi = np.take(idx, np.arange(1, m), axis=a).ravel()
-            v = -inner.ravel()
             rows += [lo, hi]
             cols += [hi, lo]
-            vals += [v, v]
-        A = sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
-        A = A.tocsr()
-        A.eliminate_zeros()
-        return A
+            vals += [-inner, -inner]
+        return np.concatenate(rows), np.concatenate(cols), jnp.concatenate(vals)
 
     def coarsen(self) -> "PoissonOperator":
         """The operator on a grid with half the cells per axis (all sizes must be even).
