@@ -42,14 +42,6 @@ for _id in _EXTRA_SLOW:  # a renamed or removed test must not leave a stale line
         raise RuntimeError(f"tests/slow_tier_extra.txt lists {_id!r}, but {_path} has no test {_func}")
 
 
-@pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects
-def pytest_collection_modifyitems(config, items):
-    """Heavy tests listed in ``slow_tier_extra.txt`` run in the slow tier."""
-    for item in items:
-        if item.nodeid in _EXTRA_SLOW:
-            item.add_marker(pytest.mark.slow)
-
-
 # The slow tier's longest tests (2-4 minutes each) first: xdist's worksteal then balances the
 # short ones behind them, and no worker waits alone on a long test at the end.
 _LONG_FIRST = ("tests/test_readme.py::test_readme_slow_example_runs", "tests/test_notebooks.py::test_notebook_runs",
@@ -57,8 +49,13 @@ _LONG_FIRST = ("tests/test_readme.py::test_readme_slow_example_runs", "tests/tes
                "tests/test_cli.py::")
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(config, items):  # noqa: F811 (a second hook implementation, run last)
+@pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects
+def pytest_collection_modifyitems(config, items):
+    """Heavy tests listed in ``slow_tier_extra.txt`` run in the slow tier, whose longest
+    tests go first (`_LONG_FIRST`)."""
+    for item in items:
+        if item.nodeid in _EXTRA_SLOW:
+            item.add_marker(pytest.mark.slow)
     if config.getoption("markexpr") == "slow":
         items.sort(key=lambda it: next((i for i, p in enumerate(_LONG_FIRST) if it.nodeid.startswith(p)),
                                        len(_LONG_FIRST)))
