@@ -541,6 +541,8 @@ class AMG(AbstractPreconditioner):
         if amg.hierarchy.plan is not None and isinstance(operator, HasSparseMatrix):
             amg = amg.refresh(operator)
         h = amg.hierarchy
+        if h.plan is not None:  # the V-cycle does not need the set-up's index arrays: do not carry them
+            h = eqx.tree_at(lambda t: t.plan, h, None)
         if not h.levels:  # small enough for the dense solve alone
             return h
         return eqx.tree_at(lambda t: t.fine, h, operator, is_leaf=lambda x: x is None)
