@@ -178,6 +178,11 @@ def test_refresh_in_jax_equals_the_host_setup_and_builds_each_fields_galerkin_hi
     for (P0, rho0), (P1, rho1) in zip(host, jx):
         assert abs(P0 - P1).max() <= 1e-14 and abs(rho0 - rho1) <= 1e-12 * rho0  # measured 7e-16, 4e-16
     np.testing.assert_allclose(jx_c, host_c, rtol=1e-10, atol=1e-10 * abs(host_c).max())
+    plain = AMG(max_coarse=20, smooth=False).setup(A1)  # plain aggregation: P = T
+    host_p, jx_p = (_hierarchy_matrices(a.hierarchy)[0] for a in (plain, plain.refresh(A1)))
+    for (P0, _), (P1, _) in zip(host_p, jx_p):
+        assert abs(P0 - P1).max() == 0
+    assert jx_p[0][0].count_nonzero() == m.size - m.sum()  # a single 1 per fluid cell, nothing else
 
     # another field: P = (I - 4/(3 rho) D^-1 A2) T and A_c = P^T A2 P, assembled in SciPy
     h2 = amg.refresh(A2).hierarchy

@@ -108,7 +108,7 @@ class SparseOperator(HasSparseMatrix):
         raise NotImplementedError("SparseOperator.transpose: only symmetric matrices are supported.")
 
     def sparse_entries(self):
-        if isinstance(self.cols, jax.core.Tracer):
+        if not _is_concrete(self.cols):
             raise ValueError("SparseOperator.sparse_entries: the column indices are traced (the operator is an "
                              "argument of jit/vmap), so its pattern is unknown here; close over it instead, or use "
                              "AMG(refresh_numeric=False).")
@@ -318,15 +318,15 @@ class _Plan(eqx.Module):
     sizes: tuple[int, int, int] = eqx.field(static=True)  # nnz of P, AP, A_c
 
 
-def _plan(r, c, n, agg):
+def _plan(r, c, n, agg, smooth: bool):
     """The `_Plan` of a level with pattern ``(r, c)`` (``n`` rows, CSR order) and aggregates
-    ``agg``; also the coarse operator's pattern."""
+    ``agg``; also the coarse operator's pattern. ``smooth=False``: P is T's pattern alone."""
     diag = np.flatnonzero(r == c)
     if diag.size != n:
         raise ValueError("AMG needs every diagonal entry in the sparsity pattern.")
     n_c = int(agg.max()) + 1
     t_rows = np.flatnonzero(agg >= 0)
-    at_src = np.flatnonzero(agg[c] >= 0)
+    at_src = np.flatnonzero(agg[c] >= 0) if smooth else np.zeros(0, np.int64)
     p_r, p_c, pos = _pattern(np.concatenate([t_rows, r[at_src]]), np.concatenate([agg[t_rows], agg[c[at_src]]]), n_c)
     e, l = _expand(_indptr(p_r, n), c)  # A's entry (i, j) times P's row j
     ap_r, ap_c, ap_dst = _pattern(r[e], p_c[l], n_c)
@@ -351,7 +351,7 @@ def _refresh_level(plan: _Plan, a, fine: bool, smooth: bool):
     A = (plan.a_cols, _ell_values(a, plan.a_slot, plan.a_cols))
     rho = _spectral_radius(lambda x: _ell_mv(*A, x), dinv, plan.x0.astype(a.dtype), jnp)
     p = jnp.zeros(n_p, a.dtype).at[plan.t_pos].set(1.0)
-    if smooth:
+    if smooth:  # P = (I - 4/(3 rho) D^-1 A) T
         at = jax.ops.segment_sum(a[plan.at[0]], plan.at[1], n_p)
         p = p - (4.0 / 3.0 / rho) * dinv[plan.p_rows] * at
     ap = jax.ops.segment_sum(a[plan.ap[0]] * p[plan.ap[1]], plan.ap[2], n_ap)
@@ -491,7 +491,7 @@ class AMG(AbstractPreconditioner):
             if n_c == 0 or n_c >= A.shape[0]:
                 break
             if pattern is not None:
-                plan, pattern = _plan(*pattern, A.shape[0], agg)
+                plan, pattern = _plan(*pattern, A.shape[0], agg, bool(self.smooth))
                 all_plans.append(plan)
             rows = np.flatnonzero(agg >= 0)
             T = sp.csr_matrix((np.ones(rows.size), (rows, agg[rows])), shape=(A.shape[0], n_c))
